@@ -1,0 +1,240 @@
+/* rampmail: the sendmail-compatible front end. main() parses the command
+ * line, reads the configuration and runs one mode; it is the only place
+ * that exits, and errors become sysexits codes through rm_error_exit_code.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "aliases.h"
+#include "cmdline.h"
+#include "conf.h"
+#include "deliver.h"
+#include "errors.h"
+#include "log.h"
+#include "modules.h"
+#include "submit.h"
+
+static int
+list_queue (RmContext *ctx, GError **error)
+{
+  g_autoptr (GPtrArray) ids = rm_queue_list (ctx->queue, error);
+
+  if (ids == NULL)
+    return -1;
+  if (ids->len == 0)
+    printf ("Mail queue is empty\n");
+  for (guint i = 0; i < ids->len; i++)
+    {
+      g_autoptr (RmEntry) entry = rm_queue_load (ctx->queue, ids->pdata[i],
+                                                 NULL);
+      g_autoptr (GDateTime) when = NULL;
+      g_autofree char *stamp = NULL;
+
+      if (entry == NULL)
+        continue;
+      when = g_date_time_new_from_unix_local (entry->created);
+      stamp = g_date_time_format (when, "%Y-%m-%d %H:%M:%S");
+      printf ("%s  %s  <%s>  attempts=%u\n", entry->id, stamp,
+              entry->sender, entry->attempts);
+      if (entry->last_error != NULL)
+        printf ("    (%s)\n", entry->last_error);
+      for (guint k = 0; k < entry->rcpts->len; k++)
+        printf ("    %s\n", (char *) entry->rcpts->pdata[k]);
+    }
+  return EX_OK;
+}
+
+static int
+run_queue (RmContext *ctx, const RmOptions *opts, GError **error)
+{
+  guint interval = 0;
+
+  if (opts->queue_interval != NULL)
+    {
+      interval = rm_cmdline_interval_seconds (opts->queue_interval, error);
+      if (interval == 0)
+        return -1;
+    }
+  for (;;)
+    {
+      RmDeliverStats stats = { 0 };
+
+      if (!rm_deliver_queue (ctx, &stats, error))
+        return -1;
+      rm_log_info ("queue run: sent=%u deferred=%u failed=%u busy=%u",
+                   stats.sent, stats.deferred, stats.failed, stats.busy);
+      if (interval == 0)
+        return EX_OK;
+      sleep (interval);
+    }
+}
+
+static int
+check_config (RmConfig *config, GError **error)
+{
+  for (guint i = 0; i < config->servers->len; i++)
+    {
+      RmServerConf *srv = config->servers->pdata[i];
+
+      if (rm_modules_load (config->plugin_dir, RM_PLUGIN_TRANSPORT,
+                           srv->transport, error) == NULL)
+        {
+          g_prefix_error (error, "%s: [server %s] transport: ", config->file,
+                          srv->name);
+          return -1;
+        }
+    }
+  if (rm_modules_load (config->plugin_dir, RM_PLUGIN_SELECTOR,
+                       config->selector, error) == NULL)
+    {
+      g_prefix_error (error, "%s: [rampmail] selector: ", config->file);
+      return -1;
+    }
+  printf ("%s: the configuration is valid (%u servers)\n", config->file,
+          config->servers->len);
+  return EX_OK;
+}
+
+static int
+test_servers (RmConfig *config, GError **error)
+{
+  int status = EX_OK;
+
+  for (guint i = 0; i < config->servers->len; i++)
+    {
+      RmServerConf *conf = config->servers->pdata[i];
+      g_autoptr (GString) report = g_string_new (NULL);
+      g_autoptr (GError) local = NULL;
+      const RmTransportOps *ops;
+      RmServer srv = { conf->name, conf->host, conf->port, config->hostname,
+                       conf->connect_timeout, conf->timeout };
+
+      ops = rm_modules_load (config->plugin_dir, RM_PLUGIN_TRANSPORT,
+                             conf->transport, error);
+      if (ops == NULL)
+        return -1;
+      printf ("[server %s] %s:%u\n", conf->name, conf->host, conf->port);
+      if (ops->verify (&srv, report, &local))
+        printf ("%s  ok: the server is usable\n", report->str);
+      else
+        {
+          printf ("%s  FAILED: %s\n", report->str,
+                  local ? local->message : "the server is not usable");
+          status = EX_UNAVAILABLE;
+        }
+    }
+  return status;
+}
+
+static int
+check_aliases (RmConfig *config, GError **error)
+{
+  g_autoptr (RmAliases) aliases = rm_aliases_load (config->aliases, error);
+
+  if (aliases == NULL)
+    return -1;
+  printf ("%s: the aliases file is valid; rampmail reads it directly, "
+          "there is nothing to rebuild\n", config->aliases);
+  return EX_OK;
+}
+
+static int
+run_mode (RmOptions *opts, RmConfig *config, GError **error)
+{
+  RmContext ctx;
+  int status;
+
+  switch (opts->mode)
+    {
+    case RM_MODE_CHECK_CONFIG:
+      return check_config (config, error);
+    case RM_MODE_TEST_SERVERS:
+      return test_servers (config, error);
+    case RM_MODE_ALIASES:
+      return check_aliases (config, error);
+    default:
+      break;
+    }
+  if (!rm_context_init (&ctx, config, error))
+    {
+      rm_context_clear (&ctx);
+      return -1;
+    }
+  if (opts->mode == RM_MODE_LIST_QUEUE)
+    status = list_queue (&ctx, error);
+  else if (opts->mode == RM_MODE_QUEUE_RUN)
+    status = run_queue (&ctx, opts, error);
+  else
+    status = rm_submit (&ctx, opts, error);
+  rm_context_clear (&ctx);
+  return status;
+}
+
+static int
+fail (GError *error)
+{
+  int code = rm_error_exit_code (error);
+
+  fprintf (stderr, "rampmail: %s\n", error->message);
+  g_error_free (error);
+  return code;
+}
+
+int
+main (int argc, char **argv)
+{
+  RmOptions opts = { 0 };
+  g_autoptr (RmConfig) config = NULL;
+  GError *error = NULL;
+  int status;
+
+  signal (SIGPIPE, SIG_IGN);
+  rm_log_init (NULL);
+  if (!rm_cmdline_parse (argc, argv, &opts, &error))
+    {
+      rm_options_clear (&opts);
+      fprintf (stderr, "rampmail: try --help\n");
+      return fail (error);
+    }
+  if (opts.mode == RM_MODE_HELP || opts.mode == RM_MODE_VERSION)
+    {
+      fputs (opts.mode == RM_MODE_HELP ? rm_cmdline_help ()
+                                       : PACKAGE_STRING "\n",
+             stdout);
+      rm_options_clear (&opts);
+      return EX_OK;
+    }
+  if (opts.mode == RM_MODE_SMTP_STDIO)
+    {
+      rm_options_clear (&opts);
+      fprintf (stderr, "rampmail: -bs (SMTP on standard input) is not "
+                       "supported yet; call rampmail with the recipients "
+                       "or -t instead\n");
+      return EX_USAGE;
+    }
+
+  config = rm_config_load (opts.config_file ? opts.config_file
+                                            : rm_config_default_path (),
+                           &error);
+  if (config == NULL)
+    {
+      rm_options_clear (&opts);
+      return fail (error);
+    }
+  rm_log_init (config->log_file);
+  rm_log_set_stderr (TRUE, opts.verbose);
+
+  status = run_mode (&opts, config, &error);
+  rm_options_clear (&opts);
+  if (status < 0)
+    return fail (error);
+  return status;
+}

@@ -1,0 +1,25 @@
+/* The MIME work done with GMime: what hand-written code would get wrong.
+ *
+ * libESMTP 1.1 cannot send the SMTPUTF8 parameter, so raw UTF-8 header
+ * fields (RFC 6532) are downgraded to RFC 2047 encoded-words before they
+ * are queued; a reader sees the same text. Addresses themselves cannot be
+ * downgraded: a message with a non-ASCII envelope address is refused at
+ * submission (see doc/design.md).
+ */
+#ifndef RM_MIME_H
+#define RM_MIME_H
+
+#include <glib.h>
+
+/* Returns "Name: value" with the non-ASCII text of value encoded as
+ * RFC 2047 encoded-words in UTF-8 (display names of address fields,
+ * unstructured text elsewhere), on one line. value is the unfolded field
+ * value; octets that are not UTF-8 are read as ISO-8859-1. */
+char *rm_mime_encode_field (const char *name, const char *value);
+
+/* Copies the message at in_fd (from its start) to out_fd, re-encoding
+ * every part that has a line over 998 octets as quoted-printable, so that
+ * no line of the result is longer. Header fields are kept as they are. */
+gboolean rm_mime_limit_lines (int in_fd, int out_fd, GError **error);
+
+#endif

@@ -1,0 +1,142 @@
+# Shared by the integration tests (sourced, POSIX sh).
+#
+# Each test gets a private folder $T, starts its SMTP servers there with
+# tests/smtpd.py (Debian's python3-aiosmtpd, always /usr/bin/python3), and
+# writes a configuration that points rampmail at them. Everything started
+# is stopped by PID on exit. Results are counted with check/expect_*;
+# finish prints the tally and exits 1 if anything failed.
+
+set -u
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${RAMPMAIL:=$top_builddir/rampmail}"
+: "${RAMPMAIL_PLUGIN_BUILD_DIR:=$top_builddir/plugins/.libs}"
+PY=/usr/bin/python3
+SMTPD="$top_srcdir/tests/smtpd.py"
+
+if ! "$PY" -c 'import aiosmtpd' 2>/dev/null; then
+  echo "SKIP: Debian's python3-aiosmtpd is not installed for /usr/bin/python3"
+  exit 77
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/rampmail-test.XXXXXX")
+PIDS=""
+FAILED=0
+PASSED=0
+
+cleanup () {
+  for pid in $PIDS; do
+    kill "$pid" 2>/dev/null || :
+  done
+  for pid in $PIDS; do
+    wait "$pid" 2>/dev/null || :
+  done
+  if [ "$FAILED" -eq 0 ] && [ -z "${KEEP_TEST_DIR:-}" ]; then
+    rm -rf "$T"
+  else
+    echo "test files kept in $T"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# start_server NAME [smtpd.py options...]: sets NAME's port in $T/NAME.port
+start_server () {
+  name=$1
+  shift
+  rm -f "$T/$name.port"
+  "$PY" "$SMTPD" --port-file "$T/$name.port" --maildir "$T/$name.mail" \
+    --log "$T/$name.log" "$@" 2>>"$T/$name.err" &
+  PIDS="$PIDS $!"
+  eval "PID_$name=$!"
+  i=0
+  while [ ! -s "$T/$name.port" ]; do
+    i=$((i + 1))
+    if [ $i -gt 100 ]; then
+      echo "server $name did not start:"; cat "$T/$name.err"; exit 99
+    fi
+    sleep 0.05
+  done
+}
+
+port_of () { cat "$T/$1.port"; }
+
+# stop_server NAME
+stop_server () {
+  eval "pid=\$PID_$1"
+  kill "$pid" 2>/dev/null || :
+  wait "$pid" 2>/dev/null || :
+}
+
+# write_config [extra [rampmail] lines] -- then one "NAME [key=value...]"
+# per server; a server named in $T/NAME.port gets host and port from it.
+write_config () {
+  conf="$T/rampmail.conf"
+  {
+    echo "[rampmail]"
+    echo "queue_dir = $T/queue"
+    echo "state_dir = $T/state"
+    echo "plugin_dir = $RAMPMAIL_PLUGIN_BUILD_DIR"
+    echo "log_file = $T/rampmail.log"
+    echo "domain = example.test"
+    echo "hostname = client.example.test"
+    echo "aliases = $T/aliases"
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+      echo "$1"
+      shift
+    done
+    [ $# -gt 0 ] && shift
+    for spec in "$@"; do
+      set -- $spec
+      echo
+      echo "[server $1]"
+      echo "host = 127.0.0.1"
+      if [ -f "$T/$1.port" ]; then echo "port = $(port_of "$1")"; fi
+      shift
+      for kv in "$@"; do
+        echo "$kv" | sed 's/=/ = /'
+      done
+    done
+  } > "$conf"
+}
+
+rampmail () { "$RAMPMAIL" -C "$T/rampmail.conf" "$@"; }
+
+count_mail () { ls "$T/$1.mail" 2>/dev/null | grep -c '\.json$' || :; }
+
+queued () { ls "$T/queue/env" 2>/dev/null | wc -l; }
+
+check () {
+  # check DESCRIPTION COMMAND...
+  desc=$1
+  shift
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    echo "ok - $desc"
+  else
+    FAILED=$((FAILED + 1))
+    echo "not ok - $desc"
+  fi
+}
+
+expect_eq () {
+  # expect_eq DESCRIPTION WANTED GOT
+  if [ "$2" = "$3" ]; then
+    PASSED=$((PASSED + 1))
+    echo "ok - $1"
+  else
+    FAILED=$((FAILED + 1))
+    echo "not ok - $1: wanted '$2', got '$3'"
+  fi
+}
+
+finish () {
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}
+
+# A small message; $1 is the Subject.
+message () {
+  printf 'From: Test <test@example.test>\nTo: rcpt@example.net\nSubject: %s\n\nbody of %s\n' "$1" "$1"
+}

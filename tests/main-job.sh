@@ -1,0 +1,32 @@
+#!/bin/sh
+# The main job: rampmail relays 30 real messages through three local SMTP
+# servers and shows how many each one received.
+# usage: tests/main-job.sh [BUILD_DIR]   (default: the source tree)
+set -u
+top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
+top_builddir=${1:-$top_srcdir}
+RAMPMAIL=$top_builddir/rampmail
+RAMPMAIL_PLUGIN_BUILD_DIR=$top_builddir/plugins/.libs
+. "$top_srcdir/tests/lib.sh"
+
+for name in alpha beta gamma; do
+  start_server "$name"
+done
+write_config -- alpha beta gamma
+
+i=1
+while [ $i -le 30 ]; do
+  printf 'From: Web Shop <shop@example.test>\nTo: customer%02d@example.net\nSubject: Order %02d\n\nThank you for order %02d.\n' \
+    $i $i $i | rampmail -odi -t -i || echo "message $i: rampmail exited $?"
+  i=$((i + 1))
+done
+
+echo "30 messages submitted; received by each local SMTP server:"
+total=0
+for name in alpha beta gamma; do
+  n=$(count_mail "$name")
+  total=$((total + n))
+  echo "  $name (127.0.0.1:$(port_of "$name")): $n"
+done
+echo "  total: $total, still queued: $(queued)"
+[ "$total" -eq 30 ]
