@@ -91,6 +91,7 @@ struct RmSmtpRun {
   int fd;                  /* libESMTP's socket, -1 if unknown */
   gboolean connected;
   gboolean no_8bitmime;    /* 8BITMIME needed but not offered */
+  gboolean read_failed;    /* a message callback failed */
   GString *partial;        /* unfinished reply line seen by the monitor */
   char *refusal;           /* last 4xx or 5xx reply line */
 };
@@ -460,7 +461,10 @@ rm_smtp_read_message (void **ctx, int *len, void *arg)
       m->eof_given = m->peer_gone = FALSE;
       m->read_errno = 0;
       if (lseek (m->msg->data_fd, 0, SEEK_SET) < 0)
-        m->read_errno = errno;
+        {
+          m->read_errno = errno;
+          m->run->read_failed = TRUE;
+        }
       return NULL;
     }
   *len = 0;
@@ -477,6 +481,7 @@ rm_smtp_read_message (void **ctx, int *len, void *arg)
   if (n < 0)
     {
       m->read_errno = errno;
+      m->run->read_failed = TRUE;
       return NULL;
     }
   if (n == 0)
@@ -567,7 +572,8 @@ rm_smtp_refuse_message (RmSmtpMsg *m, RmAttempt *attempt, const char *why)
                         &msg->rcpts[j].reply, RM_RESULT_PERMFAIL, 0, why);
 }
 
-/* Marks the recipients libESMTP must not see; returns how many remain. */
+/* Marks the recipients libESMTP must not see as refused and the others as
+ * pending; returns how many remain. */
 static size_t
 rm_smtp_screen_recipients (RmMessage *msg)
 {
@@ -578,7 +584,12 @@ rm_smtp_screen_recipients (RmMessage *msg)
       RmRecipient *r = &msg->rcpts[j];
 
       if (rm_smtp_address_ok (r->address, FALSE))
-        valid++;
+        {
+          r->result = RM_RESULT_PENDING;
+          r->smtp_code = 0;
+          g_clear_pointer (&r->reply, g_free);
+          valid++;
+        }
       else
         rm_smtp_set_result (&r->result, &r->smtp_code, &r->reply,
                             RM_RESULT_PERMFAIL, 0,
@@ -605,8 +616,7 @@ rm_smtp_fill_message (RmSmtpMsg *m)
 
   for (size_t j = 0; j < msg->n_rcpts; j++)
     {
-      if (msg->rcpts[j].result != RM_RESULT_PENDING
-          || !rm_smtp_address_ok (msg->rcpts[j].address, FALSE))
+      if (!rm_smtp_address_ok (msg->rcpts[j].address, FALSE))
         continue;
       m->rcpts[j] = smtp_add_recipient (h, msg->rcpts[j].address);
       if (m->rcpts[j] == NULL)
@@ -710,6 +720,9 @@ rm_smtp_missing_reason (const RmSmtpMsg *m, int err)
   if (run->no_8bitmime)
     return g_strdup ("another message of the session needs 8BITMIME, "
                      "which the server does not offer");
+  if (run->read_failed)
+    return g_strdup ("the session ended when another message could not "
+                     "be read");
   if (run->refusal != NULL)
     return g_strdup_printf ("server said %s", run->refusal);
   return rm_smtp_describe_errno (err);
@@ -1043,11 +1056,17 @@ rm_smtp_conn_line (RmSmtpConn *c, GError **error)
         n = -1;
       else
         n = read (c->fd, c->buf + c->len, sizeof c->buf - c->len);
-      if (n <= 0)
+      if (n == 0 || (n < 0 && errno != ETIMEDOUT))
         {
           g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
                        "no reply: %s", n == 0 ? "connection closed"
                                               : g_strerror (errno));
+          return NULL;
+        }
+      if (n < 0)
+        {
+          g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
+                       "no reply within %d s", c->timeout_ms / 1000);
           return NULL;
         }
       c->len += (size_t) n;

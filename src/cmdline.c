@@ -143,6 +143,14 @@ note_ignored (Parser *p, char letter, const char *value, gboolean glued)
   g_ptr_array_add (p->opts->ignored, text);
 }
 
+/* text as it can go into a message: control and non-ASCII bytes are
+ * written as escapes, so that a message stays one line of valid UTF-8. */
+static char *
+printable (const char *text)
+{
+  return g_strescape (text, NULL);
+}
+
 static gboolean
 has_line_break (const char *text)
 {
@@ -174,11 +182,14 @@ parse_mode (Parser *p, const char *value, GError **error)
   if (value[0] != '\0' && value[1] == '\0'
       && strchr ("dDl", value[0]) != NULL)
     g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                 "option -b%s is not supported: rampmail has no daemon",
-                 value);
+                 "option -b%c is not supported: rampmail has no daemon",
+                 value[0]);
   else
-    g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                 "option -b%s is not supported", value);
+    {
+      g_autofree char *shown = printable (value);
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                   "option -b%s is not supported", shown);
+    }
   return FALSE;
 }
 
@@ -191,11 +202,23 @@ parse_body (Parser *p, const char *value, GError **error)
     p->opts->body = RM_BODY_8BITMIME_ARG;
   else
     {
+      g_autofree char *shown = printable (value);
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "option -B needs 7BIT or 8BITMIME, not \"%s\"", value);
+                   "option -B needs 7BIT or 8BITMIME, not \"%s\"", shown);
       return FALSE;
     }
   return TRUE;
+}
+
+static gboolean
+bad_notify (const char *value, GError **error)
+{
+  g_autofree char *shown = printable (value);
+
+  g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+               "option -N needs \"never\" or a list of success, failure "
+               "and delay, not \"%s\"", shown);
+  return FALSE;
 }
 
 /* -N: "never", or a list of success, failure and delay. Stored lowercase,
@@ -216,24 +239,14 @@ parse_notify (Parser *p, const char *value, GError **error)
       else if (g_ascii_strcasecmp (item, "success") != 0
                && g_ascii_strcasecmp (item, "failure") != 0
                && g_ascii_strcasecmp (item, "delay") != 0)
-        {
-          g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                       "option -N needs \"never\" or a list of success, "
-                       "failure and delay, not \"%s\"", value);
-          return FALSE;
-        }
+        return bad_notify (value, error);
       if (norm->len > 0)
         g_string_append_c (norm, ',');
       g_string_append (norm, item);
     }
 
   if (norm->len == 0 || (never && strchr (norm->str, ',') != NULL))
-    {
-      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "option -N needs \"never\" or a list of success, "
-                   "failure and delay, not \"%s\"", value);
-      return FALSE;
-    }
+    return bad_notify (value, error);
   g_free (p->opts->notify);
   p->opts->notify = g_ascii_strdown (norm->str, -1);
   return TRUE;
@@ -245,8 +258,9 @@ parse_return (Parser *p, const char *value, GError **error)
   if (g_ascii_strcasecmp (value, "hdrs") != 0
       && g_ascii_strcasecmp (value, "full") != 0)
     {
+      g_autofree char *shown = printable (value);
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "option -R needs hdrs or full, not \"%s\"", value);
+                   "option -R needs hdrs or full, not \"%s\"", shown);
       return FALSE;
     }
   g_free (p->opts->dsn_ret);
@@ -291,10 +305,13 @@ parse_delivery (Parser *p, const char *value, GError **error)
       p->opts->delivery = RM_DELIVERY_QUEUE;
       return TRUE;
     default:
-      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "option -od needs b, i or q (-odb, -odi, -odq), "
-                   "not \"-od%s\"", value);
-      return FALSE;
+      {
+        g_autofree char *shown = printable (value);
+        g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                     "option -od needs b, i or q (-odb, -odi, -odq), "
+                     "not \"-od%s\"", shown);
+        return FALSE;
+      }
     }
 }
 
@@ -352,8 +369,9 @@ parse_q (Parser *p, const char *value, GError **error)
     }
   if (ignored_lookup (name) == NULL)
     {
+      g_autofree char *shown = printable (value);
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "option -q%c is not supported", value[0]);
+                   "option -q%s is not supported", shown);
       return FALSE;
     }
   if (value[1] == '\0')
@@ -383,9 +401,10 @@ parse_ignored_value (Parser *p, char letter, const char *value,
       && g_ascii_strncasecmp (value, "requiretls=", 11) == 0
       && g_ascii_strcasecmp (value + 11, "no") != 0)
     {
+      g_autofree char *shown = printable (value);
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
                    "option -O %s is not supported: rampmail has no TLS yet",
-                   value);
+                   shown);
       return FALSE;
     }
   note_ignored (p, letter, value, glued);
@@ -475,6 +494,23 @@ parse_plain (Parser *p, char letter)
     }
 }
 
+/* Names the unknown letter at c, and the argument when that says more. */
+static gboolean
+unknown_letter (const char *arg, const char *c, GError **error)
+{
+  g_autofree char *shown = printable (arg);
+
+  if (!g_ascii_isgraph (*c))
+    g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "unknown option \"%s\"",
+                 shown);
+  else if (c == arg + 1 && c[1] == '\0')
+    g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "unknown option -%c", *c);
+  else
+    g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                 "unknown option -%c (in %s)", *c, shown);
+  return FALSE;
+}
+
 /* One argument of grouped single-letter flags, such as "-ti" or
  * "-tfbounces@example.com". */
 static gboolean
@@ -495,15 +531,7 @@ parse_group (Parser *p, GError **error)
           return value != NULL && parse_valued (p, *c, value, glued, error);
         }
       if (!parse_plain (p, *c))
-        {
-          if (c == arg + 1 && c[1] == '\0')
-            g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                         "unknown option -%c", *c);
-          else
-            g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                         "unknown option -%c (in %s)", *c, arg);
-          return FALSE;
-        }
+        return unknown_letter (arg, c, error);
     }
   return TRUE;
 }
@@ -520,6 +548,7 @@ parse_long (Parser *p, const char *arg, GError **error)
     { "--check-config", RM_MODE_CHECK_CONFIG },
     { "--test-servers", RM_MODE_TEST_SERVERS },
   };
+  g_autofree char *shown = NULL;
 
   for (gsize i = 0; i < G_N_ELEMENTS (longs); i++)
     if (strcmp (arg, longs[i].name) == 0)
@@ -527,7 +556,8 @@ parse_long (Parser *p, const char *arg, GError **error)
         p->opts->mode = longs[i].mode;
         return TRUE;
       }
-  g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "unknown option %s", arg);
+  shown = printable (arg);
+  g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "unknown option %s", shown);
   return FALSE;
 }
 
@@ -659,6 +689,7 @@ rm_cmdline_interval_seconds (const char *text, GError **error)
 {
   guint64 total = 0;
   const char *c = text;
+  g_autofree char *shown = NULL;
 
   if (text == NULL || *text == '\0')
     goto bad;
@@ -693,9 +724,10 @@ rm_cmdline_interval_seconds (const char *text, GError **error)
     return (guint) total;
 
 bad:
+  shown = printable (text != NULL ? text : "");
   g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
                "bad interval \"%s\": use numbers with s, m, h, d or w, "
-               "such as 30m or 1h30m", text != NULL ? text : "");
+               "such as 30m or 1h30m", shown);
   return 0;
 }
 

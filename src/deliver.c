@@ -89,11 +89,11 @@ log_recipient (const Job *job, const RmServerConf *srv, const char *rcpt,
   const char *word = result_word (code);
 
   if (code == RM_RESULT_OK)
-    rm_log_info ("%s: to=<%s> relay=%s[%s]:%u status=%s reply=%s",
+    rm_log_info ("%s: to=<%s> relay=%s[%s]:%u status=%s reply=\"%s\"",
                  job->entry->id, to, srv->name, srv->host, srv->port, word,
                  text);
   else
-    rm_log_warn ("%s: to=<%s> relay=%s[%s]:%u status=%s reply=%s",
+    rm_log_warn ("%s: to=<%s> relay=%s[%s]:%u status=%s reply=\"%s\"",
                  job->entry->id, to, srv->name, srv->host, srv->port, word,
                  text);
 }

@@ -209,6 +209,8 @@ rm_intake_fold (const char *field)
 {
   GString *out = g_string_new (NULL);
   gsize line_len = 0;
+  guint words = 0;      /* on the current line */
+  guint keep = 2;       /* the first line keeps the name and one word */
   const char *p = field;
 
   while (*p)
@@ -223,14 +225,16 @@ rm_intake_fold (const char *field)
       while (*p && *p != ' ' && *p != '\t')
         p++;
       len = (gsize) (p - start);
-      if (line_len > 0 && line_len + len > FOLD_WIDTH
-          && (*start == ' ' || *start == '\t'))
+      if (words >= keep && line_len + len > FOLD_WIDTH)
         {
           g_string_append (out, "\r\n");
           line_len = 0;
+          words = 0;
+          keep = 1;
         }
       g_string_append_len (out, start, (gssize) len);
       line_len += len;
+      words++;
     }
   return g_string_free (out, FALSE);
 }

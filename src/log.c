@@ -107,11 +107,11 @@ rm_log_escape (const char *text)
   GString *out;
 
   if (text == NULL || *text == '\0')
-    return g_strdup ("\"\"");
+    return g_strdup ("");
   out = g_string_new (NULL);
   for (const unsigned char *p = (const unsigned char *) text; *p; p++)
     {
-      if (*p < 0x21 || *p == 0x7f || *p == '\\' || *p == '=')
+      if (*p < 0x20 || *p == 0x7f || *p == '\\' || *p == '"')
         g_string_append_printf (out, "\\x%02x", *p);
       else
         g_string_append_c (out, *p);

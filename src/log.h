@@ -18,8 +18,9 @@ void rm_log_init (const char *log_file);
  * whether info lines are too (-v). */
 void rm_log_set_stderr (gboolean warnings, gboolean info);
 
-/* Returns text with control characters, backslashes, spaces and '=' shown
- * as \xHH; quotes the whole thing when it would be empty. */
+/* Returns text with control characters, backslashes and double quotes
+ * shown as \xHH, so that it can stand inside "..." on one line; "" for
+ * NULL. */
 char *rm_log_escape (const char *text);
 
 #define rm_log_info(...) g_log ("rampmail", G_LOG_LEVEL_INFO, __VA_ARGS__)

@@ -76,6 +76,9 @@ def parse_args(argv):
                    help="answer every MAIL with this reply")
     p.add_argument("--data-reply", metavar="CODE TEXT", type=reply_arg,
                    help="reply this after the final dot instead of 250")
+    p.add_argument("--greeting-reply", metavar="CODE TEXT", type=reply_arg,
+                   help="greet with this reply instead of 220, then answer "
+                        "503 to everything but QUIT (421 closes at once)")
     p.add_argument("--greeting-delay", metavar="SECONDS", type=float,
                    default=0.0, help="wait before sending the greeting")
     p.add_argument("--silent", action="store_true",
@@ -231,7 +234,26 @@ class ScriptedSMTP(SMTP):
             await asyncio.Event().wait()
         if opts.greeting_delay > 0:
             await asyncio.sleep(opts.greeting_delay)
+        if opts.greeting_reply:
+            await self.refuse_session(opts.greeting_reply)
+            return
         await super()._handle_client()
+
+    async def refuse_session(self, greeting):
+        await self.push(greeting)
+        while not greeting.startswith("421"):
+            line = await self._reader.readline()
+            if not line:
+                break
+            command, _, arg = line.strip().partition(b" ")
+            command = command.decode("ascii", "replace").upper()
+            self.handler.log_command(self.number, command,
+                                     arg.decode("ascii", "replace") or None)
+            if command == "QUIT":
+                await self.push("221 Bye")
+                break
+            await self.push("503 5.5.1 Error: session refused")
+        self.transport.close()
 
     async def smtp_DATA(self, arg):
         if not self.handler.opts.drop_in_data or not self.envelope.rcpt_tos:

@@ -553,6 +553,10 @@ test_unknown (void)
   parse_fails (ARGS ("-i", "-Z", "a@b"), "unknown option -Z");
   parse_fails (ARGS ("--frobnicate"), "unknown option --frobnicate");
   parse_fails (ARGS ("--help=yes"), "unknown option --help=yes");
+  /* Messages stay one line of ASCII whatever the argument holds. */
+  parse_fails (ARGS ("-\xc3\xa9"), "unknown option \"-\\303\\251\"");
+  parse_fails (ARGS ("-t\n"), "unknown option \"-t\\n\"");
+  parse_fails (ARGS ("-B", "x\ny"), "not \"x\\ny\"");
   parse_fails (ARGS ("-XV"), "-XV");
   parse_fails (ARGS ("-XVab"), "-XV");
   parse_fails (ARGS ("-O", "RequireTLS=yes"), "-O RequireTLS=yes");

@@ -329,6 +329,7 @@ static const struct {
   { "rampmail", "sender", "<robot@example.org>", "invalid value" },
   { "rampmail", "queue_dir", "", "empty value" },
   { "rampmail", "log_file", "a\\qb", "invalid escape sequence" },
+  { "rampmail", "log_file", "/var/log/\xff", "the value is not UTF-8" },
   { "rampmail", "queue_directory", "/x", "unknown key (known: queue_dir" },
 };
 
@@ -466,6 +467,24 @@ test_missing_file (Fixture *f, gconstpointer data)
   assert_contains (message, f->dir);
 }
 
+/* The shipped example must stay valid; make check exports top_srcdir. */
+static void
+test_shipped_example (Fixture *f, gconstpointer data)
+{
+  const char *top = g_getenv ("top_srcdir");
+  g_autofree char *path = NULL;
+  g_autoptr (RmConfig) config = NULL;
+
+  if (top == NULL)
+    {
+      g_test_skip ("top_srcdir is not set");
+      return;
+    }
+  path = g_build_filename (top, "doc", "rampmail.conf.example", NULL);
+  config = load_ok (path);
+  g_assert_cmpuint (config->servers->len, ==, 2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -480,6 +499,7 @@ main (int argc, char **argv)
   ADD ("/config/valid/delivery-modes", test_delivery_modes);
   ADD ("/config/valid/time-zones", test_time_zones);
   ADD ("/config/valid/relative-paths", test_relative_paths);
+  ADD ("/config/valid/shipped-example", test_shipped_example);
   ADD ("/config/invalid/values", test_bad_values);
   ADD ("/config/invalid/tls-starttls", test_tls_refused);
   ADD ("/config/invalid/many-at-once", test_many_errors);
