@@ -77,9 +77,8 @@ static const IgnoredFlag ignored_flags[] = {
     "me too: the sender is never dropped from an alias list" },
   { "o", FALSE, "-oXvalue",
     "other options: settings come from the configuration file" },
-  { "qR", FALSE, "-qRsite, -qIid, -qSsite",
+  { "qR", FALSE, "-qRsite, -qSsite",
     "partial queue run: rampmail runs the whole queue" },
-  { "qI", FALSE, NULL, NULL }, /* shown with -qR */
   { "qS", FALSE, NULL, NULL }, /* shown with -qR */
 };
 
@@ -344,7 +343,7 @@ parse_o (Parser *p, const char *value, gboolean glued, GError **error)
   return TRUE;
 }
 
-/* -q, -qINTERVAL, -qRsite, -qIid, -qSsite. Only a glued value counts:
+/* -q, -qINTERVAL, -qIid, -qRsite, -qSsite. Only a glued value counts:
  * "-q" alone is a single queue run, as in Postfix. */
 static gboolean
 parse_q (Parser *p, const char *value, GError **error)
@@ -367,7 +366,12 @@ parse_q (Parser *p, const char *value, GError **error)
       replace_string (&p->opts->queue_interval, value);
       return TRUE;
     }
-  if (ignored_lookup (name) == NULL)
+  if (value[0] == 'I' && value[1] != '\0')
+    {
+      replace_string (&p->opts->queue_id, value + 1);
+      return TRUE;
+    }
+  if (value[0] != 'I' && ignored_lookup (name) == NULL)
     {
       g_autofree char *shown = printable (value);
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
@@ -547,6 +551,7 @@ parse_long (Parser *p, const char *arg, GError **error)
     { "--version", RM_MODE_VERSION },
     { "--check-config", RM_MODE_CHECK_CONFIG },
     { "--test-servers", RM_MODE_TEST_SERVERS },
+    { "--delete", RM_MODE_DELETE },
   };
   g_autofree char *shown = NULL;
 
@@ -595,6 +600,8 @@ mode_name (RmMode mode)
       return "--check-config";
     case RM_MODE_TEST_SERVERS:
       return "--test-servers";
+    case RM_MODE_DELETE:
+      return "--delete";
     default:
       return NULL;
     }
@@ -609,7 +616,13 @@ check_mode (const RmOptions *opts, GError **error)
 
   if (name == NULL)
     return TRUE;
-  if (opts->recipients->len > 0)
+  if (opts->mode == RM_MODE_DELETE && opts->recipients->len == 0)
+    {
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                   "--delete needs the queue ids to delete");
+      return FALSE;
+    }
+  if (opts->recipients->len > 0 && opts->mode != RM_MODE_DELETE)
     {
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
                    "%s takes no recipient arguments", name);
@@ -675,6 +688,7 @@ rm_options_clear (RmOptions *opts)
   g_free (opts->dsn_ret);
   g_free (opts->envid);
   g_free (opts->queue_interval);
+  g_free (opts->queue_id);
   if (opts->recipients != NULL)
     g_ptr_array_unref (opts->recipients);
   if (opts->ignored != NULL)
@@ -748,7 +762,10 @@ static const char help_head[] =
   "  -bi, -I, newaliases check the aliases file\n"
   "  -bs                 SMTP on standard input (not supported yet)\n"
   "  -q                  deliver what waits in the queue\n"
-  "  -qINTERVAL          the same; INTERVAL such as 30m, 1h30m\n"
+  "  -qINTERVAL          keep running: deliver what is due every INTERVAL\n"
+  "                      (such as 30m, 1h30m)\n"
+  "  -qIID               deliver queue entry ID now\n"
+  "  --delete ID...      remove queue entries without delivering them\n"
   "  --check-config      check the configuration file and exit\n"
   "  --test-servers      connect to each configured server and report\n"
   "  --help              show this help\n"

@@ -22,6 +22,7 @@ typedef enum {
   RM_MODE_SMTP_STDIO,    /* -bs (refused until it is implemented) */
   RM_MODE_CHECK_CONFIG,  /* --check-config */
   RM_MODE_TEST_SERVERS,  /* --test-servers: connect to each server */
+  RM_MODE_DELETE,        /* --delete ID...: remove queue entries */
   RM_MODE_HELP,          /* --help */
   RM_MODE_VERSION,       /* --version, -bV */
 } RmMode;
@@ -53,7 +54,9 @@ typedef struct {
   char *dsn_ret;              /* -R */
   char *envid;                /* -V */
   char *queue_interval;       /* -q30m: "30m"; NULL for a single run */
-  GPtrArray *recipients;      /* raw recipient arguments (char *) */
+  char *queue_id;             /* -qIID: deliver only this entry */
+  GPtrArray *recipients;      /* raw recipient arguments (char *); the
+                               * queue ids with --delete */
   GPtrArray *ignored;         /* flags accepted and ignored, as given */
 } RmOptions;
 

@@ -35,6 +35,7 @@ typedef enum {
   KIND_SECONDS,  /* 1 to 3600 */
   KIND_TLS,      /* only "none" for now */
   KIND_AUTH,     /* refused until authentication exists */
+  KIND_DURATION, /* 90s, 5m, 2h, 5d, 1h30m; a bare number is seconds */
 } KeyKind;
 
 typedef struct {
@@ -55,6 +56,9 @@ static const KeySpec main_keys[] = {
   { "timezone", KIND_TIMEZONE, offsetof (RmConfig, timezone) },
   { "log_file", KIND_PATH, offsetof (RmConfig, log_file) },
   { "delivery_mode", KIND_DELIVERY, offsetof (RmConfig, delivery) },
+  { "queue_lifetime", KIND_DURATION, offsetof (RmConfig, queue_lifetime) },
+  { "retry_min", KIND_DURATION, offsetof (RmConfig, retry_min) },
+  { "retry_max", KIND_DURATION, offsetof (RmConfig, retry_max) },
 };
 
 static const KeySpec server_keys[] = {
@@ -234,6 +238,45 @@ parse_number (const char *text, guint min, guint max, guint *out)
   return NULL;
 }
 
+/* NULL if text is a duration such as 90s, 5m, 2h30m or 5d (a bare number
+ * is seconds) of 1 second to 365 days, else the problem. */
+static char *
+parse_duration (const char *text, guint *out)
+{
+  guint64 total = 0;
+  const char *c = text;
+
+  while (*c != '\0')
+    {
+      guint64 number = 0;
+      guint64 unit = 1;
+
+      if (!g_ascii_isdigit (*c))
+        break;
+      while (g_ascii_isdigit (*c) && number < G_MAXUINT)
+        number = number * 10 + (guint64) (*c++ - '0');
+      switch (*c)
+        {
+        case 's': unit = 1; c++; break;
+        case 'm': unit = 60; c++; break;
+        case 'h': unit = 3600; c++; break;
+        case 'd': unit = 86400; c++; break;
+        case '\0': break;
+        default: c = "!"; break;
+        }
+      total += number * unit;
+    }
+  if (*c != '\0' || *text == '\0' || total < 1 || total > 365 * 86400)
+    {
+      g_autofree char *safe = shown (text);
+
+      return g_strdup_printf ("not a duration of 1s to 365d (such as 90s, "
+                              "5m, 2h or 5d): %s", safe);
+    }
+  *out = (guint) total;
+  return NULL;
+}
+
 static char *
 parse_tls (const char *value, char **field)
 {
@@ -327,6 +370,8 @@ store_value (const Loader *ld, const KeySpec *spec, const char *value,
       return parse_tls (value, field);
     case KIND_DELIVERY:
       return parse_delivery (value, field);
+    case KIND_DURATION:
+      return parse_duration (value, field);
     case KIND_AUTH:
       return g_strdup ("authentication is not supported yet: it comes with "
                        "TLS in a later release; remove the key to send "
@@ -579,7 +624,10 @@ config_new (const char *path)
 
   config->file = g_strdup (path);
   config->selector = g_strdup ("balanced");
-  config->delivery = RM_DELIVERY_INTERACTIVE;
+  config->delivery = RM_DELIVERY_BACKGROUND;
+  config->queue_lifetime = 5 * 86400;
+  config->retry_min = 120;
+  config->retry_max = 3600;
   config->servers = g_ptr_array_new_with_free_func (server_free);
   return config;
 }
@@ -636,6 +684,10 @@ rm_config_load (const char *path, GError **error)
     problem (&ld, NULL, NULL,
              "no [server NAME] group: at least one server is needed");
   check_repeated_groups (&ld, path);
+  if (config->retry_min > config->retry_max)
+    problem (&ld, "rampmail", "retry_min",
+             "longer than retry_max (%us > %us)", config->retry_min,
+             config->retry_max);
   if (problems->len > 0)
     {
       g_autofree char *all = NULL;

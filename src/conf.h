@@ -34,7 +34,10 @@ typedef struct {
   char *selector;         /* default "balanced" */
   char *timezone;         /* day boundary; NULL for the system's */
   char *log_file;         /* NULL: syslog (mail facility) */
-  RmDelivery delivery;    /* default RM_DELIVERY_INTERACTIVE */
+  RmDelivery delivery;    /* default RM_DELIVERY_BACKGROUND */
+  guint queue_lifetime;   /* seconds a message may keep failing; 5 days */
+  guint retry_min;        /* first retry delay, seconds; 2 minutes */
+  guint retry_max;        /* longest retry delay, seconds; 1 hour */
   GPtrArray *servers;     /* RmServerConf *, in file order, >= 1 */
 } RmConfig;
 

@@ -1,14 +1,23 @@
-/* Delivery: take a queued entry, let the selector pick a server, hand the
- * message to that server's transport and record what became of each
- * recipient.
+/* Delivery: queued entries go to servers, one SMTP session per server.
  *
- * A recipient the server accepted leaves the entry. A recipient refused
- * for good (5xx) goes to the failed area with the reply. A temporary
- * failure (refused connection, timeout, 4xx) tries the next server that
- * has not been tried for this entry in this run; when none is left, the
- * recipient stays queued for a later run. A connection lost after the
- * final dot may have delivered the message, so it is never retried on
- * another server at once (RFC 1047).
+ * A delivery run locks the entries that are due (all of them on a flush),
+ * lets the selector pick a server for each among the servers that are not
+ * backed off and not yet tried for that entry in this run, and sends each
+ * server's share over one session. Then it sorts every recipient:
+ *
+ *  - accepted: leaves the entry;
+ *  - refused for good (5xx): a bounce (RFC 3464) goes to the sender, or,
+ *    for the null sender, the recipient is kept in the failed area;
+ *  - temporary (refused connection, timeout, 4xx): the next round offers
+ *    it to another server; when none is left it stays queued and the entry
+ *    is retried later (rm_state_retry_delay over retry_min..retry_max);
+ *  - unknown (connection lost after the final dot): the server may have
+ *    taken it (RFC 1047), so it is not offered to another server in this
+ *    run; it waits for a later retry.
+ *
+ * A server whose session failed as a whole is backed off by the same
+ * schedule, so it is not hammered by every message. An entry that has
+ * been queued for longer than queue_lifetime is bounced as expired.
  */
 #ifndef RM_DELIVER_H
 #define RM_DELIVER_H
@@ -28,13 +37,19 @@ typedef struct {
   GRand *rnd;
 } RmContext;
 
-/* Recipient counts of one or more deliveries. */
+/* Recipient counts of one or more runs. */
 typedef struct {
   guint sent;
   guint deferred;
-  guint failed;
+  guint failed;           /* refused for good or expired */
   guint busy;             /* entries another process was delivering */
+  guint attempted;        /* entries offered to a server */
 } RmDeliverStats;
+
+typedef struct {
+  gboolean flush;         /* ignore retry times and server backoff */
+  const char *only_id;    /* only this entry, or NULL for all */
+} RmRunOptions;
 
 /* Opens the queue and loads the selector named by config. */
 gboolean rm_context_init (RmContext *ctx, RmConfig *config, GError **error);
@@ -43,13 +58,10 @@ void rm_context_clear (RmContext *ctx);
 /* The current day as YYYY-MM-DD in the configured time zone. */
 char *rm_context_today (const RmContext *ctx);
 
-/* Delivers entry id once. Returns FALSE only when the entry could not be
- * handled at all (it stays queued); recipient outcomes go to stats. */
-gboolean rm_deliver_entry (RmContext *ctx, const char *id,
-                           RmDeliverStats *stats, GError **error);
-
-/* Delivers every queued entry once, in submission order. */
-gboolean rm_deliver_queue (RmContext *ctx, RmDeliverStats *stats,
-                           GError **error);
+/* One delivery run over the queue (or one entry). Returns FALSE only if
+ * the queue could not be read; problems with single entries are logged
+ * and leave them queued. */
+gboolean rm_deliver_run (RmContext *ctx, const RmRunOptions *run,
+                         RmDeliverStats *stats, GError **error);
 
 #endif

@@ -13,6 +13,8 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <glib/gstdio.h>
+
 #include "aliases.h"
 #include "cmdline.h"
 #include "conf.h"
@@ -20,61 +22,142 @@
 #include "errors.h"
 #include "log.h"
 #include "modules.h"
+#include "runner.h"
 #include "submit.h"
+
+static char *
+age_text (gint64 seconds)
+{
+  if (seconds < 120)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "s", seconds);
+  if (seconds < 7200)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "m", seconds / 60);
+  if (seconds < 172800)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "h", seconds / 3600);
+  return g_strdup_printf ("%" G_GINT64_FORMAT "d", seconds / 86400);
+}
+
+static void
+list_entry (RmContext *ctx, RmEntry *entry, gint64 now)
+{
+  g_autofree char *data = g_build_filename (rm_queue_dir (ctx->queue), "data",
+                                            entry->id, NULL);
+  g_autofree char *age = age_text (MAX (now - entry->created, 0));
+  g_autofree char *next = NULL;
+  GStatBuf st;
+
+  if (g_stat (data, &st) < 0)
+    st.st_size = 0;
+  printf ("%-28s %9lld  %5s  <%s>\n", entry->id, (long long) st.st_size, age,
+          entry->sender);
+  if (entry->last_error != NULL)
+    {
+      g_autofree char *reason = rm_log_escape (entry->last_error);
+
+      printf ("    (%s)\n", reason);
+    }
+  if (entry->next_attempt > now)
+    {
+      next = age_text (entry->next_attempt - now);
+      printf ("    (attempts: %u, next attempt in %s)\n", entry->attempts,
+              next);
+    }
+  else if (entry->attempts > 0)
+    printf ("    (attempts: %u, due now)\n", entry->attempts);
+  for (guint k = 0; k < entry->rcpts->len; k++)
+    printf ("    %s\n", (char *) entry->rcpts->pdata[k]);
+}
 
 static int
 list_queue (RmContext *ctx, GError **error)
 {
   g_autoptr (GPtrArray) ids = rm_queue_list (ctx->queue, error);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  guint shown = 0;
 
   if (ids == NULL)
     return -1;
-  if (ids->len == 0)
-    printf ("Mail queue is empty\n");
   for (guint i = 0; i < ids->len; i++)
     {
       g_autoptr (RmEntry) entry = rm_queue_load (ctx->queue, ids->pdata[i],
                                                  NULL);
-      g_autoptr (GDateTime) when = NULL;
-      g_autofree char *stamp = NULL;
 
       if (entry == NULL)
         continue;
-      when = g_date_time_new_from_unix_local (entry->created);
-      stamp = g_date_time_format (when, "%Y-%m-%d %H:%M:%S");
-      printf ("%s  %s  <%s>  attempts=%u\n", entry->id, stamp,
-              entry->sender, entry->attempts);
-      if (entry->last_error != NULL)
-        printf ("    (%s)\n", entry->last_error);
-      for (guint k = 0; k < entry->rcpts->len; k++)
-        printf ("    %s\n", (char *) entry->rcpts->pdata[k]);
+      if (shown++ == 0)
+        printf ("%-28s %9s  %5s  %s\n", "Queue ID", "Size", "Age",
+                "Sender / Recipients");
+      list_entry (ctx, entry, now);
     }
+  if (shown == 0)
+    printf ("Mail queue is empty\n");
+  else
+    printf ("-- %u messages\n", shown);
   return EX_OK;
+}
+
+static int
+delete_entries (RmContext *ctx, const RmOptions *opts, GError **error)
+{
+  int status = EX_OK;
+
+  for (guint i = 0; i < opts->recipients->len; i++)
+    {
+      const char *id = opts->recipients->pdata[i];
+      g_autoptr (GError) local = NULL;
+      int fd = -1;
+
+      if (strchr (id, '/') == NULL && rm_queue_exists (ctx->queue, id))
+        fd = rm_queue_lock (ctx->queue, id, &local);
+      if (fd < 0)
+        {
+          fprintf (stderr, "rampmail: %s: %s\n", id,
+                   local ? local->message
+                         : "no such queue entry, or it is being delivered");
+          status = EX_NOINPUT;
+          continue;
+        }
+      if (rm_queue_remove (ctx->queue, id, &local))
+        {
+          rm_log_info ("%s: deleted by uid %u", id, (unsigned) getuid ());
+          printf ("%s: deleted\n", id);
+        }
+      else
+        {
+          fprintf (stderr, "rampmail: %s: %s\n", id, local->message);
+          status = rm_error_exit_code (local);
+        }
+      close (fd);
+    }
+  return status;
 }
 
 static int
 run_queue (RmContext *ctx, const RmOptions *opts, GError **error)
 {
-  guint interval = 0;
+  RmDeliverStats stats = { 0 };
+  guint interval;
 
   if (opts->queue_interval != NULL)
     {
       interval = rm_cmdline_interval_seconds (opts->queue_interval, error);
-      if (interval == 0)
+      if (interval == 0 || !rm_runner_every (ctx, interval, error))
         return -1;
+      return EX_OK;
     }
-  for (;;)
+  if (opts->queue_id != NULL && !rm_queue_exists (ctx->queue, opts->queue_id))
     {
-      RmDeliverStats stats = { 0 };
-
-      if (!rm_deliver_queue (ctx, &stats, error))
-        return -1;
-      rm_log_info ("queue run: sent=%u deferred=%u failed=%u busy=%u",
-                   stats.sent, stats.deferred, stats.failed, stats.busy);
-      if (interval == 0)
-        return EX_OK;
-      sleep (interval);
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "no queue entry %s",
+                   opts->queue_id);
+      return -1;
     }
+  if (!rm_runner_flush (ctx, opts->queue_id, &stats, error))
+    return -1;
+  rm_log_info ("queue run: sent=%u deferred=%u failed=%u busy=%u",
+               stats.sent, stats.deferred, stats.failed, stats.busy);
+  if (stats.failed > 0)
+    rm_runner_kick (ctx); /* bounces wait */
+  return EX_OK;
 }
 
 static int
@@ -141,8 +224,9 @@ check_aliases (RmConfig *config, GError **error)
 
   if (aliases == NULL)
     return -1;
-  printf ("%s: the aliases file is valid; rampmail reads it directly, "
-          "there is nothing to rebuild\n", config->aliases);
+  printf ("%s: %u aliases, valid; rampmail reads the file directly, "
+          "there is nothing to rebuild\n", config->aliases,
+          rm_aliases_count (aliases));
   return EX_OK;
 }
 
@@ -172,6 +256,8 @@ run_mode (RmOptions *opts, RmConfig *config, GError **error)
     status = list_queue (&ctx, error);
   else if (opts->mode == RM_MODE_QUEUE_RUN)
     status = run_queue (&ctx, opts, error);
+  else if (opts->mode == RM_MODE_DELETE)
+    status = delete_entries (&ctx, opts, error);
   else
     status = rm_submit (&ctx, opts, error);
   rm_context_clear (&ctx);

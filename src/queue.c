@@ -10,6 +10,7 @@
  *   created=1764860000
  *   attempts=0
  *   last_attempt=0
+ *   next_attempt=0                (not before; seconds since the epoch)
  *   last_error=...                (optional)
  *
  * A failed/ID.env has the same [envelope] group (recipients there are the
@@ -37,7 +38,8 @@ struct RmQueue {
   char *dir;
 };
 
-static const char *const subdirs[] = { "tmp", "data", "env", "failed" };
+static const char *const subdirs[] = { "tmp", "data", "env", "failed",
+                                       "corrupt" };
 
 RmEntry *
 rm_entry_new (void)
@@ -177,6 +179,27 @@ rm_queue_create (RmQueue *queue, char **id, GError **error)
   return -1;
 }
 
+int
+rm_queue_create_named (RmQueue *queue, const char *id, GError **error)
+{
+  g_autofree char *path = queue_path (queue, "tmp", id, ".data");
+
+  if (rm_queue_exists (queue, id))
+    return -1;
+  /* Named entries are written only by the holder of the lock of the entry
+   * they derive from, so a leftover temporary file is a crash's remains. */
+  g_unlink (path);
+  return open_new (path, error);
+}
+
+gboolean
+rm_queue_exists (RmQueue *queue, const char *id)
+{
+  g_autofree char *env = queue_path (queue, "env", id, NULL);
+
+  return g_file_test (env, G_FILE_TEST_EXISTS);
+}
+
 void
 rm_queue_discard (RmQueue *queue, const char *id)
 {
@@ -227,6 +250,8 @@ envelope_to_keyfile (const RmEntry *entry, GKeyFile *kf)
                           (int) entry->attempts);
   g_key_file_set_int64 (kf, ENVELOPE_GROUP, "last_attempt",
                         entry->last_attempt);
+  g_key_file_set_int64 (kf, ENVELOPE_GROUP, "next_attempt",
+                        entry->next_attempt);
   if (entry->last_error != NULL)
     g_key_file_set_string (kf, ENVELOPE_GROUP, "last_error",
                            entry->last_error);
@@ -386,8 +411,17 @@ entry_from_keyfile (GKeyFile *kf, RmEntry *entry, GError **error)
                                                     "attempts", NULL);
   entry->last_attempt = g_key_file_get_int64 (kf, ENVELOPE_GROUP,
                                               "last_attempt", NULL);
+  entry->next_attempt = g_key_file_get_int64 (kf, ENVELOPE_GROUP,
+                                              "next_attempt", NULL);
   entry->last_error = g_key_file_get_string (kf, ENVELOPE_GROUP,
                                              "last_error", NULL);
+  if (entry->rcpts->len == 0 || !g_key_file_has_key (kf, ENVELOPE_GROUP,
+                                                     "created", NULL))
+    {
+      g_set_error (error, RM_ERROR, RM_ERROR_DATA,
+                   "no recipients or no creation time");
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -439,6 +473,53 @@ rm_queue_remove (RmQueue *queue, const char *id, GError **error)
       return FALSE;
     }
   return TRUE;
+}
+
+gboolean
+rm_queue_move_corrupt (RmQueue *queue, const char *id, GError **error)
+{
+  static const char *const from_dirs[] = { "env", "data" };
+  static const char *const suffixes[] = { ".env", ".data" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (from_dirs); i++)
+    {
+      g_autofree char *from = queue_path (queue, from_dirs[i], id, NULL);
+      g_autofree char *to = queue_path (queue, "corrupt", id, suffixes[i]);
+
+      if (rename (from, to) < 0 && errno != ENOENT)
+        {
+          rm_error_set_errno (error, errno, RM_ERROR_IO, "move %s aside",
+                              from);
+          return FALSE;
+        }
+    }
+  return fsync_dir (queue, "env", error) && fsync_dir (queue, "corrupt",
+                                                       error);
+}
+
+int
+rm_queue_lock_runner (RmQueue *queue, gboolean wait, GError **error)
+{
+  g_autofree char *path = g_build_filename (queue->dir, "runner.lock", NULL);
+  int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+
+  if (fd < 0)
+    {
+      rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT, "open %s", path);
+      return -1;
+    }
+  while (flock (fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0)
+    {
+      int errsv = errno;
+
+      if (errsv == EINTR)
+        continue;
+      close (fd);
+      if (errsv != EWOULDBLOCK)
+        rm_error_set_errno (error, errsv, RM_ERROR_IO, "lock %s", path);
+      return -1;
+    }
+  return fd;
 }
 
 /* Appends items to the string list group/key of kf. */

@@ -13,9 +13,13 @@
  *                             presence is the commit point: it is renamed
  *                             into place last, after data/ID and both
  *                             folders were fsync'd
- *   failed/ID.data, .env      refused recipients with the server's reply,
- *                             kept for the administrator (a hard link of
- *                             the data plus its own envelope)
+ *   failed/ID.data, .env      refused recipients with the server's reply
+ *                             that could be bounced nowhere, kept for the
+ *                             administrator (a hard link of the data plus
+ *                             its own envelope)
+ *   corrupt/ID.data, .env     entries whose envelope could not be read,
+ *                             moved aside untouched
+ *   runner.lock               flock()ed by the one queue runner at work
  *
  * IDs are 16 hex digits of microseconds since the epoch followed by 6
  * random hex digits, so they sort in submission order.
@@ -36,6 +40,7 @@ typedef struct {
   gint64 created;        /* seconds since the epoch */
   guint attempts;
   gint64 last_attempt;   /* seconds since the epoch, 0 if never */
+  gint64 next_attempt;   /* not before this (seconds); 0: at once */
   char *last_error;      /* NULL if none */
 } RmEntry;
 
@@ -53,6 +58,14 @@ const char *rm_queue_dir (const RmQueue *queue);
 /* Creates tmp/ID.data for a new message and returns a read-write fd to it
  * (close-on-exec), with the new ID in *id. -1 with error on failure. */
 int rm_queue_create (RmQueue *queue, char **id, GError **error);
+
+/* Like rm_queue_create() with a given id (used for bounces, whose ids
+ * derive from the original's; only the holder of the original's lock may
+ * call it). Returns -1 with error unset if that id is already committed. */
+int rm_queue_create_named (RmQueue *queue, const char *id, GError **error);
+
+/* TRUE if entry id is committed (env/ID exists). */
+gboolean rm_queue_exists (RmQueue *queue, const char *id);
 
 /* Drops a message that was never committed (tmp/ID.data). */
 void rm_queue_discard (RmQueue *queue, const char *id);
@@ -87,6 +100,16 @@ gboolean rm_queue_update (RmQueue *queue, RmEntry *entry, GError **error);
 
 /* Removes a fully delivered entry: the envelope first, then the data. */
 gboolean rm_queue_remove (RmQueue *queue, const char *id, GError **error);
+
+/* Moves entry id aside to corrupt/ (its envelope cannot be read). */
+gboolean rm_queue_move_corrupt (RmQueue *queue, const char *id,
+                                GError **error);
+
+/* Takes the queue runner's lock: the returned fd holds it until closed
+ * (also across fork: the child keeps it when the parent closes its fd).
+ * With wait, blocks until the lock is free; without, returns -1 with
+ * error unset when another runner holds it. */
+int rm_queue_lock_runner (RmQueue *queue, gboolean wait, GError **error);
 
 /* Keeps refused recipients in the failed area: failed/ID.data (a hard
  * link to the data) and failed/ID.env listing each recipient with its

@@ -58,6 +58,11 @@ rm_state_open (const char *state_dir, GError **error)
                     " server TEXT NOT NULL, day TEXT NOT NULL,"
                     " count INTEGER NOT NULL,"
                     " PRIMARY KEY (server, day))",
+                    error)
+      || !exec_sql (state,
+                    "CREATE TABLE IF NOT EXISTS backoff ("
+                    " server TEXT PRIMARY KEY, failures INTEGER NOT NULL,"
+                    " until INTEGER NOT NULL)",
                     error))
     {
       g_prefix_error (error, "%s: ", path);
@@ -149,6 +154,104 @@ rm_state_choose (RmState *state, const char *day, GPtrArray *names,
     }
   *chosen = (guint) pick;
   return TRUE;
+}
+
+gint64
+rm_state_backoff_until (RmState *state, const char *server)
+{
+  sqlite3_stmt *stmt = NULL;
+  gint64 until = 0;
+
+  if (sqlite3_prepare_v2 (state->db,
+                          "SELECT until FROM backoff WHERE server = ?1", -1,
+                          &stmt, NULL)
+      != SQLITE_OK)
+    return 0;
+  sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
+  if (sqlite3_step (stmt) == SQLITE_ROW)
+    until = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+  return until;
+}
+
+gint64
+rm_state_retry_delay (guint failures, guint min, guint max)
+{
+  gint64 delay = min;
+
+  for (guint i = 1; i < failures && delay < max; i++)
+    delay *= 2;
+  return MIN (delay, (gint64) max);
+}
+
+gint64
+rm_state_server_result (RmState *state, const char *server, gboolean ok,
+                        gint64 now, guint min, guint max, GError **error)
+{
+  sqlite3_stmt *stmt = NULL;
+  gint64 failures = 0;
+  gint64 delay = 0;
+  int rc;
+
+  if (ok)
+    {
+      if (sqlite3_prepare_v2 (state->db,
+                              "DELETE FROM backoff WHERE server = ?1", -1,
+                              &stmt, NULL)
+          != SQLITE_OK)
+        {
+          db_fail (state, "prepare", error);
+          return 0;
+        }
+      sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
+    }
+  else
+    {
+      if (!exec_sql (state, "BEGIN IMMEDIATE", error))
+        return 0;
+      if (sqlite3_prepare_v2 (state->db,
+                              "SELECT failures FROM backoff WHERE server = ?1",
+                              -1, &stmt, NULL)
+          == SQLITE_OK)
+        {
+          sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
+          if (sqlite3_step (stmt) == SQLITE_ROW)
+            failures = sqlite3_column_int64 (stmt, 0);
+          sqlite3_finalize (stmt);
+        }
+      failures++;
+      delay = rm_state_retry_delay ((guint) failures, min, max);
+      if (sqlite3_prepare_v2 (state->db,
+                              "INSERT OR REPLACE INTO backoff"
+                              " (server, failures, until) VALUES (?1, ?2, ?3)",
+                              -1, &stmt, NULL)
+          != SQLITE_OK)
+        {
+          sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
+          {
+          db_fail (state, "prepare", error);
+          return 0;
+        }
+        }
+      sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
+      sqlite3_bind_int64 (stmt, 2, failures);
+      sqlite3_bind_int64 (stmt, 3, now + delay);
+    }
+  rc = sqlite3_step (stmt);
+  sqlite3_finalize (stmt);
+  if (rc != SQLITE_DONE)
+    {
+      if (!ok)
+        sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
+      db_fail (state, "update", error);
+      return 0;
+    }
+  if (!ok && !exec_sql (state, "COMMIT", error))
+    {
+      sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
+      return 0;
+    }
+  return delay;
 }
 
 gint64

@@ -16,6 +16,7 @@
 #include "intake.h"
 #include "log.h"
 #include "mime.h"
+#include "runner.h"
 #include "submit.h"
 
 typedef struct {
@@ -73,16 +74,12 @@ take_argv_recipients (Submission *sub, GPtrArray *mailboxes, GError **error)
 
   for (guint i = 0; args != NULL && i < args->len; i++)
     {
-      char *mailbox = rm_address_parse_arg (args->pdata[i], error);
-
-      if (mailbox == NULL)
+      /* "a@x, b@y" in one argument is a list, as sendmail takes it. */
+      if (!rm_address_parse_arg_list (args->pdata[i], mailboxes, error))
         {
-          g_autofree char *shown = rm_log_escape (args->pdata[i]);
-
-          g_prefix_error (error, "recipient %s: ", shown);
+          g_prefix_error (error, "recipient: ");
           return FALSE;
         }
-      g_ptr_array_add (mailboxes, mailbox);
     }
   if (mailboxes->len == 0 && !sub->opts->read_recipients)
     {
@@ -288,56 +285,26 @@ delivery_mode (const Submission *sub)
   return sub->ctx->config->delivery;
 }
 
-/* Forks a child that delivers; the caller returns at once. */
-static void
-deliver_in_background (Submission *sub)
-{
-  pid_t pid = fork ();
-
-  if (pid < 0)
-    {
-      rm_log_warn ("%s: cannot start background delivery: %s; it stays "
-                   "queued", sub->id, g_strerror (errno));
-      return;
-    }
-  if (pid > 0)
-    return;
-
-  setsid ();
-  {
-    int null = open ("/dev/null", O_RDWR);
-    RmDeliverStats stats = { 0 };
-    g_autoptr (GError) error = NULL;
-
-    if (null >= 0)
-      {
-        dup2 (null, STDIN_FILENO);
-        dup2 (null, STDOUT_FILENO);
-        dup2 (null, STDERR_FILENO);
-      }
-    rm_log_set_stderr (FALSE, FALSE);
-    if (!rm_deliver_entry (sub->ctx, sub->id, &stats, &error))
-      rm_log_warn ("%s: %s", sub->id, error->message);
-    _exit (0);
-  }
-}
-
+/* -odi: this process delivers the entry; the exit status tells. */
 static int
 deliver_now (Submission *sub, GError **error)
 {
+  RmRunOptions run = { TRUE, sub->id };
   RmDeliverStats stats = { 0 };
 
-  if (!rm_deliver_entry (sub->ctx, sub->id, &stats, error))
+  if (!rm_deliver_run (sub->ctx, &run, &stats, error))
     {
       rm_log_warn ("%s: %s; the message stays queued", sub->id,
                    (*error)->message);
       g_clear_error (error);
       return EX_OK;
     }
+  if (stats.failed > 0)
+    rm_runner_kick (sub->ctx); /* the bounce goes out in the background */
   if (stats.failed > 0 && stats.sent == 0 && stats.deferred == 0)
     {
-      fprintf (stderr, "rampmail: %s: every recipient was refused; the "
-                       "message is kept in the failed area\n", sub->id);
+      fprintf (stderr, "rampmail: %s: every recipient was refused\n",
+               sub->id);
       return EX_UNAVAILABLE;
     }
   return EX_OK;
@@ -366,14 +333,15 @@ rm_submit (RmContext *ctx, const RmOptions *opts, GError **error)
     {
       switch (delivery_mode (&sub))
         {
+        case RM_DELIVERY_DEFAULT:
         case RM_DELIVERY_BACKGROUND:
-          deliver_in_background (&sub);
+          rm_runner_kick (ctx);
           status = EX_OK;
           break;
         case RM_DELIVERY_QUEUE:
           status = EX_OK;
           break;
-        default:
+        case RM_DELIVERY_INTERACTIVE:
           status = deliver_now (&sub, error);
           break;
         }

@@ -8,6 +8,9 @@
  * the configuration's fixed sender, else the submitting user's login at
  * the configured domain.
  *
+ * Delivery: -odi delivers in this process; -odb (the default) makes sure
+ * the queue runner is at work (runner.h) and returns; -odq only queues.
+ *
  * Nothing is queued when the command line or the message is refused. Once
  * the entry is committed, the exit status is 0 unless every recipient was
  * refused for good (EX_UNAVAILABLE): a caller that retries after a partial

@@ -145,7 +145,10 @@ check_config
 expect_eq "transport named as selector: exit 78" 78 "$st"
 says "transport named as selector: says what it is" smtp transport selector
 
+# A plugin folder with the real transport and a selector built for
+# another interface version.
 mkdir -p "$T/plugins"
+ln -s "$RAMPMAIL_PLUGIN_BUILD_DIR/smtp.so" "$T/plugins/smtp.so"
 cat > "$T/badabi.c" <<'EOF'
 #include <rampmail/plugin.h>
 
@@ -165,6 +168,7 @@ EOF
 if ! command -v gcc >/dev/null 2>&1 \
    || ! glib_cflags=$(pkg-config --cflags glib-2.0 2>/dev/null); then
   echo "# skipped: wrong-ABI plugin: gcc or glib-2.0's pkg-config missing"
+# shellcheck disable=SC2086 # glib_cflags is a list of flags
 elif ! gcc -shared -fPIC -I"$top_srcdir/include" $glib_cflags \
        -o "$T/plugins/badabi.so" "$T/badabi.c" 2>"$T/gcc.err"; then
   check "wrong-ABI plugin: test plugin builds" false

@@ -71,6 +71,7 @@ stop_server () {
 
 # write_config [extra [rampmail] lines] -- then one "NAME [key=value...]"
 # per server; a server named in $T/NAME.port gets host and port from it.
+# delivery_mode is interactive unless an extra line sets it.
 write_config () {
   conf="$T/rampmail.conf"
   {
@@ -82,10 +83,15 @@ write_config () {
     echo "domain = example.test"
     echo "hostname = client.example.test"
     echo "aliases = $T/aliases"
+    mode=interactive
     while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+      case $1 in delivery_mode*) mode= ;; esac
       echo "$1"
       shift
     done
+    # Tests read what arrived right after rampmail exits, so they deliver
+    # in the foreground unless they say otherwise.
+    [ -n "$mode" ] && echo "delivery_mode = $mode"
     [ $# -gt 0 ] && shift
     for spec in "$@"; do
       set -- $spec

@@ -748,7 +748,7 @@ typedef struct {
 } AliasFixture;
 
 static void
-alias_setup (AliasFixture *fx, gconstpointer data)
+alias_setup (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   g_autoptr (GError) error = NULL;
 
@@ -758,7 +758,7 @@ alias_setup (AliasFixture *fx, gconstpointer data)
 }
 
 static void
-alias_teardown (AliasFixture *fx, gconstpointer data)
+alias_teardown (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   g_unlink (fx->path);
   g_rmdir (fx->dir);
@@ -793,7 +793,7 @@ resolve (const RmAliases *aliases, const char *domain, const char *mailbox)
   } G_STMT_END
 
 static void
-test_aliases_load (AliasFixture *fx, gconstpointer data)
+test_aliases_load (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (RmAliases) aliases = NULL;
@@ -837,7 +837,7 @@ test_aliases_load (AliasFixture *fx, gconstpointer data)
 }
 
 static void
-test_aliases_default (AliasFixture *fx, gconstpointer data)
+test_aliases_default (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (RmAliases) aliases = NULL;
@@ -856,7 +856,7 @@ test_aliases_default (AliasFixture *fx, gconstpointer data)
 }
 
 static void
-test_aliases_missing (AliasFixture *fx, gconstpointer data)
+test_aliases_missing (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (RmAliases) aliases = NULL;
@@ -869,7 +869,7 @@ test_aliases_missing (AliasFixture *fx, gconstpointer data)
 }
 
 static void
-test_aliases_empty_file (AliasFixture *fx, gconstpointer data)
+test_aliases_empty_file (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (RmAliases) aliases = NULL;
@@ -901,7 +901,7 @@ test_aliases_null (void)
 }
 
 static void
-test_aliases_bad (AliasFixture *fx, gconstpointer data)
+test_aliases_bad (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   static const struct {
     const char *text;
@@ -946,7 +946,7 @@ test_aliases_bad (AliasFixture *fx, gconstpointer data)
 }
 
 static void
-test_aliases_nul (AliasFixture *fx, gconstpointer data)
+test_aliases_nul (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   static const char text[] = "a: x@example.com\nb: y@exa\0mple.com\n";
   g_autoptr (GError) error = NULL;
@@ -963,7 +963,7 @@ test_aliases_nul (AliasFixture *fx, gconstpointer data)
 }
 
 static void
-test_aliases_unreadable (AliasFixture *fx, gconstpointer data)
+test_aliases_unreadable (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (RmAliases) aliases = NULL;

@@ -444,8 +444,15 @@ test_queue_run (void)
   rm_options_clear (&opts);
 
   parse_ok (ARGS ("-qIABC123", "-qSexample.org"), &opts);
-  assert_ignored (&opts, ARGS ("-qIABC123", "-qSexample.org"));
+  assert_ignored (&opts, ARGS ("-qSexample.org"));
+  g_assert_cmpstr (opts.queue_id, ==, "ABC123");
   rm_options_clear (&opts);
+
+  parse_ok (ARGS ("--delete", "ABC", "DEF"), &opts);
+  g_assert_cmpint (opts.mode, ==, RM_MODE_DELETE);
+  g_assert_cmpuint (opts.recipients->len, ==, 2);
+  rm_options_clear (&opts);
+  parse_fails (ARGS ("--delete"), "--delete needs");
 
   parse_fails (ARGS ("-q0m"), "-q");
   parse_fails (ARGS ("-q30x"), "-q");
@@ -704,7 +711,7 @@ static const char *const ignored_shown[] = {
   "-Am, -Ac", "-c", "-eX", "-G", "-h N", "-L label", "-m", "-n",
   "-O option=value", "-p protocol", "-s", "-U", "-x", "-X logfile",
   "-o7, -o8", "-oAfile", "-oem, -oep, -oeq, -oew, -oee", "-oLn", "-om",
-  "-oXvalue", "-qRsite, -qIid, -qSsite",
+  "-oXvalue", "-qRsite, -qSsite",
 };
 
 static void

@@ -122,7 +122,7 @@ test_minimal (Fixture *f, gconstpointer data)
   g_assert_null (config->sender);
   g_assert_null (config->timezone);
   g_assert_null (config->log_file);
-  g_assert_cmpint (config->delivery, ==, RM_DELIVERY_INTERACTIVE);
+  g_assert_cmpint (config->delivery, ==, RM_DELIVERY_BACKGROUND);
 
   g_assert_cmpuint (config->servers->len, ==, 1);
   server = server_at (config, 0);

@@ -1,0 +1,230 @@
+#!/bin/sh
+# Failure modes, most of them sharp edges of libESMTP that the product must
+# handle (../shared/libesmtp-facts.md): a refused connection, 4xx and 5xx
+# replies at each step, failover, and servers that hang up during or after
+# DATA. Nothing accepted may be lost: a temporary failure keeps the message
+# queued with exit status 0, a permanent one goes to queue/failed.
+. "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
+
+: > "$T/aliases"
+
+# fresh: forget the queue, the per-server counts and the log.
+fresh () { rm -rf "$T/queue" "$T/state" "$T/rampmail.log"; }
+
+# dead_port NAME: writes to $T/NAME.port a loopback port nothing listens on
+# (a server's port, taken from a server that is then stopped).
+dead_port () {
+  start_server "$1"
+  stop_server "$1"
+}
+
+failed_entries () { ls "$T/queue/failed" 2>/dev/null | grep -c '\.env$' || :; }
+
+# log_has PATTERN: the rampmail log has a line matching PATTERN.
+log_has () { grep -q -- "$1" "$T/rampmail.log" 2>/dev/null; }
+
+# prime NAME: gives server NAME one message today, so that a server with
+# none is the one the balanced selector tries first.
+prime () {
+  write_config -- "$1"
+  message prime | rampmail -odi prime@example.net
+}
+
+# ---- refused connection, then delivery by a queue run -------------------------------
+
+fresh
+dead_port dead
+write_config -- dead
+message refused | rampmail -odi refused@example.net 2>"$T/err"
+expect_eq "refused connection: exit 0" 0 $?
+expect_eq "refused connection: the message stays queued" 1 "$(queued)"
+check "refused connection: logged as deferred" log_has 'status=deferred'
+start_server live
+write_config -- live
+rampmail -q
+expect_eq "queue run: exit 0" 0 $?
+expect_eq "queue run: delivered to the live server" 1 "$(count_mail live)"
+check "queue run: the queued recipient got it" \
+  grep -q 'refused@example.net' "$T/live.mail/0001.json"
+expect_eq "queue run: the queue is empty" 0 "$(queued)"
+expect_eq "queue run: queue/data is empty" 0 "$(ls "$T/queue/data" | wc -l)"
+
+# ---- 4xx replies: the session "succeeds" though nothing was sent -------------------
+
+# Replies are expected in the log, on stderr and in queue/failed as the
+# server sent them, code first ("451 4.3.0 try later"): the enhanced code
+# alone does not say what the server answered.
+
+fresh
+start_server tmprcpt --rcpt-reply 'later@example.net=451 4.3.0 try later'
+write_config -- tmprcpt
+message tmprcpt | rampmail -odi later@example.net 2>"$T/err"
+expect_eq "451 on RCPT: exit 0" 0 $?
+expect_eq "451 on RCPT: nothing stored by the server" 0 "$(count_mail tmprcpt)"
+expect_eq "451 on RCPT: the message stays queued" 1 "$(queued)"
+expect_eq "451 on RCPT: nothing in queue/failed" 0 "$(failed_entries)"
+check "451 on RCPT: logged as deferred" log_has 'later@example.net.*deferred'
+check "451 on RCPT: the log has the reply with its code" \
+  log_has '451[ -]4\.3\.0 try later'
+
+# One recipient deferred, the other accepted: only the deferred one stays
+# queued, and a later queue run sends to it alone (no duplicate).
+fresh
+start_server halfway --rcpt-reply 'wait@example.net=451 4.3.0 try later'
+write_config -- halfway
+message halfway | rampmail -odi now@example.net wait@example.net 2>"$T/err"
+expect_eq "451 for one of two: exit 0" 0 $?
+check "451 for one of two: the other is delivered" "$PY" -c '
+import json, sys
+sys.exit(json.load(open(sys.argv[1]))["rcpt_tos"] != ["now@example.net"])' \
+  "$T/halfway.mail/0001.json"
+expect_eq "451 for one of two: the message stays queued" 1 "$(queued)"
+check "451 for one of two: only the deferred recipient stays queued" \
+  sh -c "grep -q 'wait@example.net' '$T'/queue/env/* &&
+         ! grep -q 'now@example.net' '$T'/queue/env/*"
+start_server later
+write_config -- later
+rampmail -q
+expect_eq "451 for one of two: a queue run delivers the rest" 1 \
+  "$(count_mail later)"
+check "451 for one of two: ... to the deferred recipient only" "$PY" -c '
+import json, sys
+sys.exit(json.load(open(sys.argv[1]))["rcpt_tos"] != ["wait@example.net"])' \
+  "$T/later.mail/0001.json"
+expect_eq "451 for one of two: the queue is empty" 0 "$(queued)"
+
+fresh
+start_server tmpmail --mail-reply '451 4.3.0 busy'
+write_config -- tmpmail
+message tmpmail | rampmail -odi busy@example.net 2>"$T/err"
+expect_eq "451 on MAIL: exit 0" 0 $?
+expect_eq "451 on MAIL: the message stays queued" 1 "$(queued)"
+
+fresh
+start_server tmpdata --data-reply '451 4.3.0 queue full'
+write_config -- tmpdata
+message tmpdata | rampmail -odi full@example.net 2>"$T/err"
+expect_eq "451 after DATA: exit 0" 0 $?
+expect_eq "451 after DATA: the message stays queued" 1 "$(queued)"
+expect_eq "451 after DATA: nothing in queue/failed" 0 "$(failed_entries)"
+check "451 after DATA: logged as deferred" log_has 'full@example.net.*deferred'
+check "451 after DATA: the log has the reply with its code" \
+  log_has '451[ -]4\.3\.0 queue full'
+
+# ---- 5xx replies ----------------------------------------------------------------------
+
+fresh
+start_server part --rcpt-reply 'nobody@example.net=550 5.1.1 no such user'
+write_config -- part
+message partial | rampmail -odi ok@example.net nobody@example.net 2>"$T/err"
+expect_eq "550 for one of two: exit 0" 0 $?
+expect_eq "550 for one of two: the other is delivered" 1 "$(count_mail part)"
+check "550 for one of two: delivered to the accepted one only" "$PY" -c '
+import json, sys
+sys.exit(json.load(open(sys.argv[1]))["rcpt_tos"] != ["ok@example.net"])' \
+  "$T/part.mail/0001.json"
+expect_eq "550 for one of two: nothing left in the live queue" 0 "$(queued)"
+expect_eq "550 for one of two: one entry in queue/failed" 1 "$(failed_entries)"
+check "550 for one of two: queue/failed names the refused recipient" \
+  sh -c "grep -q 'nobody@example.net' '$T'/queue/failed/*.env"
+check "550 for one of two: queue/failed keeps the reply with its code" \
+  sh -c "grep -q '550[ -]5\.1\.1 no such user' '$T'/queue/failed/*.env"
+check "550 for one of two: queue/failed keeps the message" \
+  sh -c "grep -q 'partial' '$T'/queue/failed/*.data"
+check "550 for one of two: reported on stderr" \
+  grep -q 'nobody@example.net' "$T/err"
+check "550 for one of two: logged" log_has 'nobody@example.net.*bounced'
+
+fresh
+start_server all --rcpt-reply 'x@example.net=550 5.1.1 no' \
+  --rcpt-reply 'y@example.net=553 5.1.3 bad'
+write_config -- all
+message all | rampmail -odi x@example.net y@example.net 2>"$T/err"
+expect_eq "550 for all: exit 69 (EX_UNAVAILABLE)" 69 $?
+expect_eq "550 for all: nothing delivered" 0 "$(count_mail all)"
+expect_eq "550 for all: nothing left in the live queue" 0 "$(queued)"
+expect_eq "550 for all: kept in queue/failed" 1 "$(failed_entries)"
+check "550 for all: queue/failed names both recipients" \
+  sh -c "grep -q 'x@example.net' '$T'/queue/failed/*.env &&
+         grep -q 'y@example.net' '$T'/queue/failed/*.env"
+check "550 for all: reported on stderr" grep -q 'x@example.net' "$T/err"
+check "550 for all: stderr has the replies with their codes" \
+  sh -c "grep -q '550[ -]5\.1\.1 no' '$T/err' &&
+         grep -q '553[ -]5\.1\.3 bad' '$T/err'"
+check "550 for all: queue/failed keeps the replies with their codes" \
+  sh -c "grep -q '550[ -]5\.1\.1 no' '$T'/queue/failed/*.env &&
+         grep -q '553[ -]5\.1\.3 bad' '$T'/queue/failed/*.env"
+
+fresh
+start_server badmail --mail-reply '550 5.7.1 sender refused'
+write_config -- badmail
+message badmail | rampmail -odi s@example.net 2>"$T/err"
+expect_eq "550 on MAIL: exit 69" 69 $?
+expect_eq "550 on MAIL: kept in queue/failed" 1 "$(failed_entries)"
+expect_eq "550 on MAIL: nothing left in the live queue" 0 "$(queued)"
+
+# ---- failover ---------------------------------------------------------------------------------
+
+# The working server is primed with one message, so the selector tries the
+# broken one first (it has none today); the message must still leave in
+# the same run.
+fresh
+start_server good1
+dead_port down
+prime good1
+write_config -- down good1
+message failover | rampmail -odi fo@example.net 2>"$T/err"
+expect_eq "failover from a refused connection: exit 0" 0 $?
+check "failover: the refusing server was tried first" \
+  log_has 'fo@example.net.*relay=down.*deferred'
+expect_eq "failover from a refused connection: delivered in one run" 2 \
+  "$(count_mail good1)"
+expect_eq "failover from a refused connection: nothing queued" 0 "$(queued)"
+
+fresh
+start_server good2
+start_server busy --mail-reply '451 4.3.2 not now'
+prime good2
+write_config -- busy good2
+message failover451 | rampmail -odi fo451@example.net 2>"$T/err"
+expect_eq "failover from 451: exit 0" 0 $?
+check "failover from 451: the busy server was asked" grep -q MAIL "$T/busy.log"
+expect_eq "failover from 451: delivered in one run" 2 "$(count_mail good2)"
+expect_eq "failover from 451: nothing queued" 0 "$(queued)"
+
+# ---- the server hangs up ---------------------------------------------------------------------
+
+# During DATA: libESMTP writes to a closed socket; without SIGPIPE ignored
+# the process dies with status 141. The message (about 4 MB) is far larger
+# than the socket buffers, so the final dot cannot have left: the outcome
+# is a plain temporary failure, not "the server may have it".
+fresh
+start_server hangup --drop-in-data
+write_config -- hangup
+{ printf 'Subject: hangup\n\n'; i=0; while [ $i -lt 60000 ]; do
+    echo "line $i of a message long enough to fill the socket buffers"
+    i=$((i + 1)); done; } > "$T/long.msg"
+rampmail -odi hang@example.net < "$T/long.msg" 2>"$T/err"
+st=$?
+expect_eq "hang-up in DATA: exit 0, not killed by SIGPIPE (141)" 0 "$st"
+expect_eq "hang-up in DATA: the message stays queued" 1 "$(queued)"
+check "hang-up in DATA: logged as deferred" log_has 'hang@example.net.*deferred'
+check "hang-up in DATA: the server stored nothing" test "$(count_mail hangup)" -eq 0
+
+# After the final dot the server may have taken the message (RFC 1047): it
+# stays queued and no other server gets it in the same run.
+fresh
+start_server other
+start_server dropper --drop-after-dot
+prime other
+write_config -- dropper other
+message afterdot | rampmail -odi dot@example.net 2>"$T/err"
+expect_eq "hang-up after the dot: exit 0" 0 $?
+expect_eq "hang-up after the dot: the dropping server got the data" 1 \
+  "$(count_mail dropper)"
+expect_eq "hang-up after the dot: not sent to the other server" 1 \
+  "$(count_mail other)"
+expect_eq "hang-up after the dot: the message stays queued" 1 "$(queued)"
+expect_eq "hang-up after the dot: nothing in queue/failed" 0 "$(failed_entries)"
+
+finish
