@@ -38,6 +38,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -78,6 +79,8 @@ typedef struct {
   RmMessage *msg;
   smtp_message_t handle;   /* NULL when refused before the session */
   smtp_recipient_t *rcpts; /* msg->n_rcpts handles, NULL if refused */
+  RmAttempt *attempt;      /* this message's element of the attempts */
+  gboolean judged;         /* outcome recorded and handed to msg->done */
   gboolean eof_given;      /* the callback reported the end of the data */
   gboolean peer_gone;      /* ... while the server had already hung up */
   int read_errno;
@@ -93,6 +96,8 @@ struct RmSmtpRun {
   gboolean no_8bitmime;    /* 8BITMIME needed but not offered */
   gboolean read_failed;    /* a message callback failed */
   GString *partial;        /* unfinished reply line seen by the monitor */
+  RmSmtpMsg *msgs;         /* the messages of this call */
+  size_t n_msgs;
   char *refusal;           /* last 4xx or 5xx reply line */
 };
 
@@ -376,6 +381,8 @@ rm_smtp_take_socket (RmSmtpRun *run)
 
 /* ---- libESMTP callbacks ------------------------------------------------- */
 
+static void rm_smtp_message_sent (RmSmtpRun *run, smtp_message_t message);
+
 static void
 rm_smtp_on_event (smtp_session_t session, int event_no, void *arg, ...)
 {
@@ -391,6 +398,17 @@ rm_smtp_on_event (smtp_session_t session, int event_no, void *arg, ...)
       break;
     case SMTP_EV_EXTNA_8BITMIME:
       run->no_8bitmime = TRUE;
+      break;
+    case SMTP_EV_MESSAGESENT:
+      {
+        va_list ap;
+        smtp_message_t message;
+
+        va_start (ap, arg);
+        message = va_arg (ap, smtp_message_t);
+        va_end (ap);
+        rm_smtp_message_sent (run, message);
+      }
       break;
     default:
       break;
@@ -824,6 +842,25 @@ rm_smtp_judge_message (RmSmtpMsg *m, RmAttempt *attempt, int err)
   g_free (v.reply);
 }
 
+/* Records the outcome of a message whose final reply has come, and tells
+ * rampmail at once (RmMessage.done), while the session goes on. */
+static void
+rm_smtp_message_sent (RmSmtpRun *run, smtp_message_t message)
+{
+  for (size_t i = 0; i < run->n_msgs; i++)
+    {
+      RmSmtpMsg *m = &run->msgs[i];
+
+      if (m->handle != message || m->judged)
+        continue;
+      rm_smtp_judge_message (m, m->attempt, 0);
+      m->judged = TRUE;
+      if (m->msg->done != NULL)
+        m->msg->done (m->msg, m->attempt, m->msg->done_data);
+      return;
+    }
+}
+
 static void
 rm_smtp_set_session_error (const RmSmtpRun *run, int err, GError **error)
 {
@@ -917,10 +954,13 @@ rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
     }
 
   ms = g_new0 (RmSmtpMsg, n_msgs);
+  run.msgs = ms;
+  run.n_msgs = n_msgs;
   for (size_t i = 0; i < n_msgs && ok; i++)
     {
       ms[i].run = &run;
       ms[i].msg = msgs[i];
+      ms[i].attempt = &attempt[i];
       ok = rm_smtp_add_message (session, &ms[i], &attempt[i], error);
       any = any || ms[i].handle != NULL;
     }
@@ -931,7 +971,7 @@ rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
       ok = FALSE;
     }
   for (size_t i = 0; i < n_msgs && ok; i++)
-    if (ms[i].handle != NULL)
+    if (ms[i].handle != NULL && !ms[i].judged)
       rm_smtp_judge_message (&ms[i], &attempt[i], err);
 
   smtp_destroy_session (session);

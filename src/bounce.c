@@ -102,6 +102,7 @@ append_folded (GString *out, const char *first, const char *indent,
         }
       else
         {
+          g_assert (used < hard);  /* prefixes are short */
           g_string_append_len (out, p, hard - used);
           p += hard - used;
           new_line (out, indent, &line);

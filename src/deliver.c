@@ -84,6 +84,7 @@ typedef struct {
   gboolean attempted;     /* offered to a server in this run */
   gboolean retry_elsewhere; /* a recipient failed temporarily last round */
   gboolean no_failover;   /* outcome unknown: wait for a later run */
+  gboolean finished;      /* recorded and unlocked; nothing left to do */
 } Job;
 
 static void
@@ -336,11 +337,47 @@ sort_outcomes (Job *job, const RmServerConf *srv, RmRecipient *rcpts,
   return answered;
 }
 
+/* One message of a session, with what its outcome needs. */
 typedef struct {
   RmMessage msg;
   RmRecipient *rcpts;
-  RmAttempt attempt;
+  RmContext *ctx;
+  Job *job;
+  const RmServerConf *conf;
+  RmDeliverStats *stats;
+  gboolean sorted;        /* outcome recorded */
+  gboolean answered;      /* the server answered for it */
 } Outgoing;
+
+static void finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats);
+
+/* Records one message's outcome; an entry with nothing left to try is
+ * finished at once (removed from the queue, bounces queued), so that a
+ * crash later in the session cannot send it twice. */
+static void
+outgoing_settle (Outgoing *out, const RmAttempt *attempt)
+{
+  Job *job = out->job;
+
+  if (out->sorted)
+    return;
+  out->sorted = TRUE;
+  job->attempted = TRUE;
+  out->answered = sort_outcomes (job, out->conf, out->rcpts,
+                                 (guint) out->msg.n_rcpts, attempt,
+                                 out->stats);
+  if (job->entry->rcpts->len == 0)
+    {
+      finish_job (out->ctx, job, out->stats);
+      job->finished = TRUE;
+    }
+}
+
+static void
+on_message_done (RmMessage *msg, RmAttempt *attempt, gpointer user_data)
+{
+  outgoing_settle (user_data, attempt);
+}
 
 static void
 outgoing_fill (Outgoing *out, Job *job)
@@ -357,6 +394,9 @@ outgoing_fill (Outgoing *out, Job *job)
   out->msg.body = job->entry->body;
   out->msg.data_fd = job->fd;
   out->msg.size = job->size;
+  out->msg.done = on_message_done;
+  out->msg.done_data = out;
+  out->job = job;
   lseek (job->fd, 0, SEEK_SET);
 }
 
@@ -366,7 +406,6 @@ outgoing_clear (Outgoing *out)
   for (size_t i = 0; i < out->msg.n_rcpts; i++)
     g_free (out->rcpts[i].reply);
   g_free (out->rcpts);
-  g_free (out->attempt.reply);
 }
 
 /* Sends jobs (Job *) over one session with srv and sorts the outcomes. */
@@ -387,6 +426,9 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
   for (guint i = 0; i < jobs->len; i++)
     {
       outgoing_fill (&out[i], jobs->pdata[i]);
+      out[i].ctx = ctx;
+      out[i].conf = conf;
+      out[i].stats = stats;
       msgs[i] = &out[i].msg;
     }
   ops = rm_modules_load (ctx->config->plugin_dir, RM_PLUGIN_TRANSPORT,
@@ -394,20 +436,16 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
   sent = ops != NULL && ops->send (&srv, msgs, jobs->len, attempts, &error);
   for (guint i = 0; i < jobs->len; i++)
     {
-      Job *job = jobs->pdata[i];
-
-      out[i].attempt = attempts[i];
       if (!sent)
         {
-          out[i].attempt.result = RM_RESULT_TEMPFAIL;
-          if (out[i].attempt.reply == NULL && error != NULL)
-            out[i].attempt.reply = g_strdup (error->message);
+          attempts[i].result = RM_RESULT_TEMPFAIL;
+          if (attempts[i].reply == NULL && error != NULL)
+            attempts[i].reply = g_strdup (error->message);
         }
-      job->attempted = TRUE;
-      answered |= sort_outcomes (job, conf, out[i].rcpts,
-                                 (guint) out[i].msg.n_rcpts, &out[i].attempt,
-                                 stats);
+      outgoing_settle (&out[i], &attempts[i]);
+      answered |= out[i].answered;
       outgoing_clear (&out[i]);
+      g_free (attempts[i].reply);
     }
   g_clear_error (&error);
   if (rm_state_server_result (ctx->state, conf->name, sent && answered,
@@ -642,7 +680,12 @@ rm_deliver_run (RmContext *ctx, const RmRunOptions *run,
         }
       deliver_jobs (ctx, run, jobs, stats);
       for (guint i = 0; i < jobs->len; i++)
-        finish_job (ctx, jobs->pdata[i], stats);
+        {
+          Job *job = jobs->pdata[i];
+
+          if (!job->finished)
+            finish_job (ctx, job, stats);
+        }
     }
   return TRUE;
 }

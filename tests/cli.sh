@@ -210,6 +210,7 @@ expect_eq "-odb: queue empty afterwards" 0 "$(queued)"
 # delivery does not hold the caller's output open (a caller reading it
 # through a pipe, as $(...) does, would wait for the delivery).
 start_server slow --greeting-delay 4
+wait_runner
 write_config -- slow
 start=$(date +%s)
 out=$(message slow | rampmail -odb slow@example.net 2>&1)

@@ -26,6 +26,7 @@ FAILED=0
 PASSED=0
 
 cleanup () {
+  kill_rampmail
   for pid in $PIDS; do
     kill "$pid" 2>/dev/null || :
   done
@@ -145,4 +146,47 @@ finish () {
 # A small message; $1 is the Subject.
 message () {
   printf 'From: Test <test@example.test>\nTo: rcpt@example.net\nSubject: %s\n\nbody of %s\n' "$1" "$1"
+}
+
+# rampmail_pids: PIDs of the rampmail processes that run with this test's
+# configuration, background queue runners included (they keep the
+# command line of the submission that forked them).
+rampmail_pids () {
+  # The bracket keeps grep from finding its own command line.
+  grep -ls "$T/rampmail\.con[f]" /proc/[0-9]*/cmdline 2>/dev/null |
+    sed -n 's|^/proc/\([0-9]*\)/cmdline$|\1|p' | grep -vx "$$" || :
+}
+
+# wait_runner [SECONDS]: waits (30 s at most) until no rampmail process of
+# this test is left, so that background queue runners have finished.
+# Returns 1 if some are still running.
+wait_runner () {
+  i=0
+  while [ -n "$(rampmail_pids)" ]; do
+    i=$((i + 1))
+    [ $i -gt $((${1:-30} * 10)) ] && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+# kill_rampmail: stops the rampmail processes of this test, by PID.
+kill_rampmail () {
+  for pid in $(rampmail_pids); do
+    kill -9 "$pid" 2>/dev/null || :
+  done
+}
+
+# queue_ids: the committed queue entries, one id a line.
+queue_ids () { ls "$T/queue/env" 2>/dev/null || :; }
+
+# wait_runner: waits (at most 10 s) until no background queue runner holds
+# the queue's runner lock, e.g. before the configuration is rewritten.
+wait_runner () {
+  [ -f "$T/queue/runner.lock" ] || return 0
+  i=0
+  while ! flock -n "$T/queue/runner.lock" true && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
 }

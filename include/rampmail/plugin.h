@@ -63,20 +63,6 @@ typedef enum {
   RM_BODY_8BITMIME,
 } RmBodyType;
 
-/* One message to send. The data file holds the complete message in wire
- * form except for dot-stuffing: CRLF line ends, no line over 998 octets,
- * no NUL, final CRLF present. The transport does the dot-stuffing (or has
- * its library do it). */
-typedef struct {
-  const char *queue_id;    /* for log lines */
-  const char *sender;      /* envelope sender; "" for the null sender */
-  RmRecipient *rcpts;
-  size_t n_rcpts;
-  RmBodyType body;
-  int data_fd;             /* readable, seekable; the transport may seek */
-  gint64 size;             /* octets in the data file */
-} RmMessage;
-
 /* Result of a whole attempt, for what the recipients do not say. */
 typedef struct {
   RmResultCode result;     /* the worst outcome that applies to all
@@ -85,12 +71,43 @@ typedef struct {
   char *reply;             /* g_malloc'd by the transport or NULL */
 } RmAttempt;
 
+typedef struct RmMessage RmMessage;
+
+/* Called by a transport as soon as the outcome of msg is final (the server
+ * answered its final dot, or refused it), while the session goes on with
+ * the next message: rampmail records the outcome at once, so that a crash
+ * later in the session cannot make it send msg again. attempt is the
+ * message's element of the attempt array. */
+typedef void (*RmMessageDone) (RmMessage *msg, RmAttempt *attempt,
+                               gpointer user_data);
+
+/* One message to send. The data file holds the complete message in wire
+ * form except for dot-stuffing: CRLF line ends, no line over 998 octets,
+ * no NUL, final CRLF present. The transport does the dot-stuffing (or has
+ * its library do it). */
+struct RmMessage {
+  const char *queue_id;    /* for log lines */
+  const char *sender;      /* envelope sender; "" for the null sender */
+  RmRecipient *rcpts;
+  size_t n_rcpts;
+  RmBodyType body;
+  int data_fd;             /* readable, seekable; the transport may seek */
+  gint64 size;             /* octets in the data file */
+  RmMessageDone done;      /* may be NULL; called at most once, and then
+                            * the transport does not touch the message,
+                            * its recipients or its attempt again */
+  gpointer done_data;
+};
+
 typedef struct {
   /* Send the messages over one connection to srv. For each message, set
    * every recipient's result; recipients the transport never reached keep
-   * RM_RESULT_PENDING and are judged by attempt[i]. Returns FALSE (with
-   * error set) only if nothing could be attempted; then every message is
-   * a temporary failure. attempt has n_msgs elements. */
+   * RM_RESULT_PENDING and are judged by attempt[i]. Calls each message's
+   * done callback, if any, once its outcome is final; for a message whose
+   * callback was not called, the results are read after send returns.
+   * Returns FALSE (with error set) only if nothing could be attempted;
+   * then every message is a temporary failure. attempt has n_msgs
+   * elements. */
   gboolean (*send) (const RmServer *srv, RmMessage *const *msgs,
                     size_t n_msgs, RmAttempt *attempt, GError **error);
 
