@@ -475,6 +475,27 @@ rm_queue_remove (RmQueue *queue, const char *id, GError **error)
   return TRUE;
 }
 
+guint
+rm_queue_clean_tmp (RmQueue *queue, gint64 max_age)
+{
+  g_autofree char *path = g_build_filename (queue->dir, "tmp", NULL);
+  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  const char *name;
+  guint removed = 0;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *file = g_build_filename (path, name, NULL);
+      struct stat st;
+
+      if (lstat (file, &st) == 0 && S_ISREG (st.st_mode)
+          && now - st.st_mtime > max_age && g_unlink (file) == 0)
+        removed++;
+    }
+  return removed;
+}
+
 gboolean
 rm_queue_move_corrupt (RmQueue *queue, const char *id, GError **error)
 {

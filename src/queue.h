@@ -101,6 +101,11 @@ gboolean rm_queue_update (RmQueue *queue, RmEntry *entry, GError **error);
 /* Removes a fully delivered entry: the envelope first, then the data. */
 gboolean rm_queue_remove (RmQueue *queue, const char *id, GError **error);
 
+/* Removes files in tmp/ older than max_age seconds: what a submission or a
+ * bounce killed before its commit left behind (never an accepted message).
+ * Returns how many were removed. */
+guint rm_queue_clean_tmp (RmQueue *queue, gint64 max_age);
+
 /* Moves entry id aside to corrupt/ (its envelope cannot be read). */
 gboolean rm_queue_move_corrupt (RmQueue *queue, const char *id,
                                 GError **error);

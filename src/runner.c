@@ -8,6 +8,9 @@
 #include "log.h"
 #include "runner.h"
 
+/* Temporary files older than this are remains of a killed submission. */
+#define STALE_TMP_SECONDS (24 * 3600)
+
 /* A bound on lock hand-overs, so that a runner can never spin. */
 #define MAX_PASSES 1000
 
@@ -74,7 +77,10 @@ static void
 run_until_idle (RmContext *ctx, int lock_fd)
 {
   RmRunOptions run = { FALSE, NULL };
+  guint stale = rm_queue_clean_tmp (ctx->queue, STALE_TMP_SECONDS);
 
+  if (stale > 0)
+    rm_log_info ("removed %u stale files from tmp/", stale);
   for (int pass = 0; pass < MAX_PASSES; pass++)
     {
       RmDeliverStats stats = { 0 };
@@ -165,6 +171,7 @@ rm_runner_flush (RmContext *ctx, const char *only_id, RmDeliverStats *stats,
 
   if (lock_fd < 0)
     return FALSE;
+  rm_queue_clean_tmp (ctx->queue, STALE_TMP_SECONDS);
   ok = rm_deliver_run (ctx, &run, stats, error);
   close (lock_fd);
   return ok;
