@@ -551,10 +551,27 @@ parse_long (Parser *p, const char *arg, GError **error)
     { "--version", RM_MODE_VERSION },
     { "--check-config", RM_MODE_CHECK_CONFIG },
     { "--test-servers", RM_MODE_TEST_SERVERS },
+    { "--test", RM_MODE_TEST_SERVERS },
     { "--delete", RM_MODE_DELETE },
+    { "--status", RM_MODE_STATUS },
   };
   g_autofree char *shown = NULL;
 
+  if (strcmp (arg, "--send-to") == 0 || g_str_has_prefix (arg, "--send-to="))
+    {
+      const char *value = arg[9] == '=' ? arg + 10 : NULL;
+
+      if (value == NULL && p->index + 1 < p->argc)
+        value = p->argv[++p->index];
+      if (value == NULL || *value == '\0')
+        {
+          g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                       "option --send-to needs an address");
+          return FALSE;
+        }
+      replace_string (&p->opts->send_to, value);
+      return TRUE;
+    }
   for (gsize i = 0; i < G_N_ELEMENTS (longs); i++)
     if (strcmp (arg, longs[i].name) == 0)
       {
@@ -599,7 +616,9 @@ mode_name (RmMode mode)
     case RM_MODE_CHECK_CONFIG:
       return "--check-config";
     case RM_MODE_TEST_SERVERS:
-      return "--test-servers";
+      return "--test";
+    case RM_MODE_STATUS:
+      return "--status";
     case RM_MODE_DELETE:
       return "--delete";
     default:
@@ -622,7 +641,14 @@ check_mode (const RmOptions *opts, GError **error)
                    "--delete needs the queue ids to delete");
       return FALSE;
     }
-  if (opts->recipients->len > 0 && opts->mode != RM_MODE_DELETE)
+  if (opts->send_to != NULL && opts->mode != RM_MODE_TEST_SERVERS)
+    {
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                   "--send-to goes with --test");
+      return FALSE;
+    }
+  if (opts->recipients->len > 0 && opts->mode != RM_MODE_DELETE
+      && opts->mode != RM_MODE_TEST_SERVERS)
     {
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
                    "%s takes no recipient arguments", name);
@@ -689,6 +715,7 @@ rm_options_clear (RmOptions *opts)
   g_free (opts->envid);
   g_free (opts->queue_interval);
   g_free (opts->queue_id);
+  g_free (opts->send_to);
   if (opts->recipients != NULL)
     g_ptr_array_unref (opts->recipients);
   if (opts->ignored != NULL)
@@ -767,7 +794,13 @@ static const char help_head[] =
   "  -qIID               deliver queue entry ID now\n"
   "  --delete ID...      remove queue entries without delivering them\n"
   "  --check-config      check the configuration file and exit\n"
-  "  --test-servers      connect to each configured server and report\n"
+  "  --test [SERVER...]  connect to each server (or those named): TLS,\n"
+  "                      certificate, login, extensions; --test-servers\n"
+  "                      is the same\n"
+  "  --send-to ADDR      with --test: also send a test message through\n"
+  "                      each server\n"
+  "  --status            servers (ramp day, allowance, used, left) and\n"
+  "                      why each queued message waits\n"
   "  --help              show this help\n"
   "  --version, -bV      show the version\n"
   "\n"

@@ -21,8 +21,9 @@ typedef enum {
   RM_MODE_ALIASES,       /* -bi, newaliases */
   RM_MODE_SMTP_STDIO,    /* -bs (refused until it is implemented) */
   RM_MODE_CHECK_CONFIG,  /* --check-config */
-  RM_MODE_TEST_SERVERS,  /* --test-servers: connect to each server */
+  RM_MODE_TEST_SERVERS,  /* --test [SERVER...]: check each server */
   RM_MODE_DELETE,        /* --delete ID...: remove queue entries */
+  RM_MODE_STATUS,        /* --status: servers and queue */
   RM_MODE_HELP,          /* --help */
   RM_MODE_VERSION,       /* --version, -bV */
 } RmMode;
@@ -55,8 +56,10 @@ typedef struct {
   char *envid;                /* -V */
   char *queue_interval;       /* -q30m: "30m"; NULL for a single run */
   char *queue_id;             /* -qIID: deliver only this entry */
+  char *send_to;              /* --test --send-to ADDR */
   GPtrArray *recipients;      /* raw recipient arguments (char *); the
-                               * queue ids with --delete */
+                               * queue ids with --delete, the server
+                               * names with --test */
   GPtrArray *ignored;         /* flags accepted and ignored, as given */
 } RmOptions;
 

@@ -33,9 +33,19 @@ typedef enum {
   KIND_HOST,     /* a host name or IP address */
   KIND_PORT,     /* 1 to 65535 */
   KIND_SECONDS,  /* 1 to 3600 */
-  KIND_TLS,      /* only "none" for now */
-  KIND_AUTH,     /* refused until authentication exists */
+  KIND_TLS,      /* none, starttls or implicit */
   KIND_DURATION, /* 90s, 5m, 2h, 5d, 1h30m; a bare number is seconds */
+  KIND_TEXT,     /* any text without control characters (user, command) */
+  KIND_BOOL,     /* yes/no, true/false, on/off, 1/0 */
+  KIND_FINGERPRINT, /* sha256:HEX, colons allowed between the octets */
+  KIND_PRESET,   /* gmail */
+  KIND_FROM,     /* keep or account */
+  KIND_COUNT,    /* 1 to 1000000 */
+  KIND_COUNT0,   /* 0 to 86400 */
+  KIND_SHARE,    /* a fraction, 0 < x <= 1 */
+  KIND_GROWTH,   /* a factor, 1 < x <= 10 */
+  KIND_DAYS,     /* 1 to 365 */
+  KIND_SCHEDULE, /* daily allowances: "20, 40, 80" */
 } KeyKind;
 
 typedef struct {
@@ -59,19 +69,39 @@ static const KeySpec main_keys[] = {
   { "queue_lifetime", KIND_DURATION, offsetof (RmConfig, queue_lifetime) },
   { "retry_min", KIND_DURATION, offsetof (RmConfig, retry_min) },
   { "retry_max", KIND_DURATION, offsetof (RmConfig, retry_max) },
+#define RAMP_KEYS(type)                                                     \
+  { "warmup", KIND_PLUGIN, offsetof (type, ramp.warmup) },                 \
+  { "warmup_schedule", KIND_SCHEDULE, offsetof (type, ramp.schedule) },    \
+  { "warmup_start", KIND_COUNT, offsetof (type, ramp.start) },             \
+  { "warmup_growth", KIND_GROWTH, offsetof (type, ramp.growth) },          \
+  { "warmup_cap", KIND_COUNT, offsetof (type, ramp.cap) },                 \
+  { "warmup_min_share", KIND_SHARE, offsetof (type, ramp.min_share) },     \
+  { "warmup_restart_after", KIND_DAYS, offsetof (type, ramp.restart_after) }, \
+  { "min_gap", KIND_COUNT0, offsetof (type, ramp.min_gap) },               \
+  { "hourly_share", KIND_SHARE, offsetof (type, ramp.hourly_share) }
+  RAMP_KEYS (RmConfig),
 };
 
 static const KeySpec server_keys[] = {
+  { "preset", KIND_PRESET, offsetof (RmServerConf, preset) },
   { "host", KIND_HOST, offsetof (RmServerConf, host) },
   { "port", KIND_PORT, offsetof (RmServerConf, port) },
   { "tls", KIND_TLS, offsetof (RmServerConf, tls) },
+  { "tls_ca_file", KIND_PATH, offsetof (RmServerConf, tls_ca_file) },
+  { "tls_fingerprint", KIND_FINGERPRINT,
+    offsetof (RmServerConf, tls_fingerprint) },
+  { "tls_verify", KIND_BOOL, offsetof (RmServerConf, tls_verify) },
+  { "user", KIND_TEXT, offsetof (RmServerConf, user) },
+  { "password_file", KIND_PATH, offsetof (RmServerConf, password_file) },
+  { "password_command", KIND_TEXT,
+    offsetof (RmServerConf, password_command) },
+  { "from", KIND_FROM, offsetof (RmServerConf, from) },
+  { "max_rcpts", KIND_COUNT, offsetof (RmServerConf, max_rcpts) },
   { "transport", KIND_PLUGIN, offsetof (RmServerConf, transport) },
   { "connect_timeout", KIND_SECONDS,
     offsetof (RmServerConf, connect_timeout) },
   { "timeout", KIND_SECONDS, offsetof (RmServerConf, timeout) },
-  { "user", KIND_AUTH, 0 },
-  { "password_file", KIND_AUTH, 0 },
-  { "password_command", KIND_AUTH, 0 },
+  RAMP_KEYS (RmServerConf),
 };
 
 /* ---- the loader ------------------------------------------------------------ */
@@ -278,25 +308,148 @@ parse_duration (const char *text, guint *out)
 }
 
 static char *
-parse_tls (const char *value, char **field)
+parse_tls (const char *value, RmTlsMode *field)
 {
   g_autofree char *safe = NULL;
 
   if (strcmp (value, "none") == 0)
+    *field = RM_TLS_NONE;
+  else if (strcmp (value, "starttls") == 0)
+    *field = RM_TLS_STARTTLS;
+  else if (strcmp (value, "implicit") == 0)
+    *field = RM_TLS_IMPLICIT;
+  else
+    {
+      safe = shown (value);
+      return g_strdup_printf ("invalid value: %s (use starttls, implicit "
+                              "or none)", safe);
+    }
+  return NULL;
+}
+
+static char *
+parse_preset (const char *value, char **field)
+{
+  g_autofree char *safe = NULL;
+
+  if (strcmp (value, "gmail") == 0)
     {
       g_free (*field);
       *field = g_strdup (value);
       return NULL;
     }
-  if (strcmp (value, "starttls") == 0 || strcmp (value, "implicit") == 0)
-    return g_strdup_printf ("%s is not supported yet: TLS comes in a later "
-                            "release, and this server would otherwise be "
-                            "used in plaintext (use tls = none only for a "
-                            "server you trust without encryption)",
-                            value);
   safe = shown (value);
-  return g_strdup_printf ("invalid value: %s (only none is supported)",
-                          safe);
+  return g_strdup_printf ("unknown preset: %s (known: gmail)", safe);
+}
+
+static char *
+parse_from (const char *value, RmFromPolicy *field)
+{
+  g_autofree char *safe = NULL;
+
+  if (strcmp (value, "keep") == 0)
+    *field = RM_FROM_KEEP;
+  else if (strcmp (value, "account") == 0)
+    *field = RM_FROM_ACCOUNT;
+  else
+    {
+      safe = shown (value);
+      return g_strdup_printf ("invalid value: %s (use keep or account)",
+                              safe);
+    }
+  return NULL;
+}
+
+static char *
+parse_bool (const char *value, gboolean *field)
+{
+  static const char *const yes[] = { "yes", "true", "on", "1" };
+  static const char *const no[] = { "no", "false", "off", "0" };
+  g_autofree char *safe = NULL;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (yes); i++)
+    {
+      if (g_ascii_strcasecmp (value, yes[i]) == 0)
+        {
+          *field = TRUE;
+          return NULL;
+        }
+      if (g_ascii_strcasecmp (value, no[i]) == 0)
+        {
+          *field = FALSE;
+          return NULL;
+        }
+    }
+  safe = shown (value);
+  return g_strdup_printf ("invalid value: %s (use yes or no)", safe);
+}
+
+static char *
+parse_fingerprint (const char *value, char **field)
+{
+  const char *hex = value;
+  GString *clean = g_string_new ("sha256:");
+  g_autofree char *safe = NULL;
+
+  if (g_ascii_strncasecmp (hex, "sha256:", 7) == 0)
+    hex += 7;
+  for (; *hex != '\0'; hex++)
+    if (g_ascii_isxdigit (*hex))
+      g_string_append_c (clean, g_ascii_tolower (*hex));
+    else if (*hex != ':')
+      break;
+  if (*hex == '\0' && clean->len == 7 + 64)
+    {
+      g_free (*field);
+      *field = g_string_free (clean, FALSE);
+      return NULL;
+    }
+  g_string_free (clean, TRUE);
+  safe = shown (value);
+  return g_strdup_printf ("invalid value: %s (expected sha256: and 64 hex "
+                          "digits, as openssl x509 -fingerprint -sha256 "
+                          "prints)", safe);
+}
+
+static char *
+parse_double (const char *value, double min, gboolean min_open, double max,
+              double *field)
+{
+  char *end = NULL;
+  double number = g_ascii_strtod (value, &end);
+  g_autofree char *safe = NULL;
+
+  if (end != value && *end == '\0' && number <= max
+      && (min_open ? number > min : number >= min))
+    {
+      *field = number;
+      return NULL;
+    }
+  safe = shown (value);
+  return g_strdup_printf ("invalid value: %s (a number %s %g and at most %g)",
+                          safe, min_open ? "above" : "from", min, max);
+}
+
+static char *
+parse_schedule (const char *value, GArray **field)
+{
+  g_auto (GStrv) parts = g_strsplit (value, ",", -1);
+  g_autoptr (GArray) days = g_array_new (FALSE, FALSE, sizeof (guint));
+
+  for (gsize i = 0; parts[i] != NULL; i++)
+    {
+      guint n = 0;
+      g_autofree char *trouble = parse_number (g_strstrip (parts[i]), 1,
+                                               1000000, &n);
+
+      if (trouble != NULL)
+        return g_strdup_printf ("day %zu: %s", i + 1, trouble);
+      g_array_append_val (days, n);
+    }
+  if (*field != NULL)
+    g_array_unref (*field);
+  *field = g_steal_pointer (&days);
+  return NULL;
 }
 
 static char *
@@ -372,10 +525,30 @@ store_value (const Loader *ld, const KeySpec *spec, const char *value,
       return parse_delivery (value, field);
     case KIND_DURATION:
       return parse_duration (value, field);
-    case KIND_AUTH:
-      return g_strdup ("authentication is not supported yet: it comes with "
-                       "TLS in a later release; remove the key to send "
-                       "without authentication");
+    case KIND_TEXT:
+      ok = !has_control (value);
+      expected = "text without control characters";
+      break;
+    case KIND_BOOL:
+      return parse_bool (value, field);
+    case KIND_FINGERPRINT:
+      return parse_fingerprint (value, field);
+    case KIND_PRESET:
+      return parse_preset (value, field);
+    case KIND_FROM:
+      return parse_from (value, field);
+    case KIND_COUNT:
+      return parse_number (value, 1, 1000000, field);
+    case KIND_COUNT0:
+      return parse_number (value, 0, 86400, field);
+    case KIND_SHARE:
+      return parse_double (value, 0.0, TRUE, 1.0, field);
+    case KIND_GROWTH:
+      return parse_double (value, 1.0, TRUE, 10.0, field);
+    case KIND_DAYS:
+      return parse_number (value, 1, 365, field);
+    case KIND_SCHEDULE:
+      return parse_schedule (value, field);
     }
 
   if (!ok)
@@ -456,15 +629,89 @@ load_group (Loader *ld, const char *group, const KeySpec *specs,
 }
 
 static void
+ramp_clear (RmRampConf *ramp)
+{
+  g_clear_pointer (&ramp->warmup, g_free);
+  g_clear_pointer (&ramp->schedule, g_array_unref);
+}
+
+static void
+ramp_copy (RmRampConf *to, const RmRampConf *from)
+{
+  ramp_clear (to);
+  *to = *from;
+  to->warmup = g_strdup (from->warmup);
+  if (from->schedule != NULL)
+    to->schedule = g_array_copy (from->schedule);
+}
+
+static void
 server_free (gpointer data)
 {
   RmServerConf *server = data;
 
   g_free (server->name);
+  g_free (server->preset);
   g_free (server->host);
-  g_free (server->tls);
+  g_free (server->tls_ca_file);
+  g_free (server->tls_fingerprint);
+  g_free (server->user);
+  g_free (server->password_file);
+  g_free (server->password_command);
   g_free (server->transport);
+  ramp_clear (&server->ramp);
   g_free (server);
+}
+
+/* The Gmail preset; doc/gmail.md explains each value. Keys in the group
+ * override them. */
+static void
+apply_gmail (RmServerConf *server)
+{
+  g_free (server->host);
+  server->host = g_strdup ("smtp.gmail.com");
+  server->port = 587;
+  server->tls = RM_TLS_STARTTLS;
+  server->max_rcpts = 100;
+  server->from = RM_FROM_ACCOUNT;
+  server->ramp.cap = 500;
+  server->ramp.min_gap = 2;
+  server->ramp.hourly_share = 0.25;
+}
+
+/* Rules between keys of one server group, once all are read. */
+static void
+check_server (Loader *ld, const char *group, RmServerConf *server)
+{
+  gboolean port_set = g_key_file_has_key (ld->keys, group, "port", NULL);
+
+  if (!port_set && server->tls == RM_TLS_IMPLICIT)
+    server->port = 465;
+  if (server->user != NULL && server->password_file == NULL
+      && server->password_command == NULL)
+    problem (ld, group, "user", "needs password_file or password_command");
+  if (server->password_file != NULL && server->password_command != NULL)
+    problem (ld, group, "password_command",
+             "set together with password_file; keep one");
+  if (server->user == NULL
+      && (server->password_file != NULL || server->password_command != NULL))
+    problem (ld, group, server->password_file ? "password_file"
+                                              : "password_command",
+             "set without user");
+  if (server->preset != NULL && server->user == NULL)
+    problem (ld, group, "user",
+             "missing: the gmail preset needs the account's address");
+  if (server->tls == RM_TLS_NONE
+      && (server->tls_ca_file != NULL || server->tls_fingerprint != NULL))
+    problem (ld, group, server->tls_ca_file ? "tls_ca_file"
+                                            : "tls_fingerprint",
+             "set while tls = none: there is no certificate to check");
+  if (server->from == RM_FROM_ACCOUNT && server->user != NULL
+      && strchr (server->user, '@') == NULL)
+    problem (ld, group, "from",
+             "account needs a user that is an address (local@domain)");
+  if (server->from == RM_FROM_ACCOUNT && server->user == NULL)
+    problem (ld, group, "from", "account needs user");
 }
 
 static void
@@ -472,13 +719,16 @@ load_server (Loader *ld, const char *group, const char *name,
              RmConfig *config)
 {
   RmServerConf *server = g_new0 (RmServerConf, 1);
+  g_autofree char *preset = NULL;
 
   server->name = g_strdup (name);
   server->port = 25;
-  server->tls = g_strdup ("none");
+  server->tls = RM_TLS_STARTTLS;
+  server->tls_verify = TRUE;
   server->transport = g_strdup ("smtp");
   server->connect_timeout = 30;
   server->timeout = 60;
+  ramp_copy (&server->ramp, &config->ramp);
   g_ptr_array_add (config->servers, server);
 
   if (!is_server_name (name))
@@ -488,10 +738,14 @@ load_server (Loader *ld, const char *group, const char *name,
                "invalid server name \"%s\" (use letters, digits, '.', '_' "
                "and '-')", safe);
     }
+  preset = g_key_file_get_string (ld->keys, group, "preset", NULL);
+  if (preset != NULL && strcmp (g_strstrip (preset), "gmail") == 0)
+    apply_gmail (server);
   load_group (ld, group, server_keys, G_N_ELEMENTS (server_keys), server);
   if (server->host == NULL
       && !g_key_file_has_key (ld->keys, group, "host", NULL))
     problem (ld, group, "host", "missing (every server needs one)");
+  check_server (ld, group, server);
 }
 
 /* GKeyFile merges a group that appears twice, so two [server a] would
@@ -536,13 +790,16 @@ load_groups (Loader *ld, RmConfig *config)
   g_auto (GStrv) groups = g_key_file_get_groups (ld->keys, NULL);
   guint servers = 0;
 
+  /* [rampmail] first: servers start from its warmup settings. */
+  if (g_key_file_has_group (ld->keys, "rampmail"))
+    load_group (ld, "rampmail", main_keys, G_N_ELEMENTS (main_keys), config);
   for (gsize i = 0; groups[i] != NULL; i++)
     {
       const char *group = groups[i];
       const gsize prefix = strlen (SERVER_PREFIX);
 
       if (strcmp (group, "rampmail") == 0)
-        load_group (ld, group, main_keys, G_N_ELEMENTS (main_keys), config);
+        continue;
       else if (strcmp (group, SERVER_PREFIX) == 0)
         {
           problem (ld, group, NULL,
@@ -628,6 +885,12 @@ config_new (const char *path)
   config->queue_lifetime = 5 * 86400;
   config->retry_min = 120;
   config->retry_max = 3600;
+  config->ramp.warmup = g_strdup ("ramp");
+  config->ramp.start = 20;
+  config->ramp.growth = 1.3;
+  config->ramp.cap = 500;
+  config->ramp.min_share = 0.5;
+  config->ramp.restart_after = 7;
   config->servers = g_ptr_array_new_with_free_func (server_free);
   return config;
 }
@@ -718,6 +981,7 @@ rm_config_free (RmConfig *config)
   g_free (config->selector);
   g_free (config->timezone);
   g_free (config->log_file);
+  ramp_clear (&config->ramp);
   if (config->servers != NULL)
     g_ptr_array_unref (config->servers);
   g_free (config);

@@ -10,16 +10,51 @@
 
 #include <glib.h>
 
+#include <rampmail/plugin.h>
+
 #include "cmdline.h"
+
+/* How a server's sending is paced and warmed up; see doc/warmup.md. Set in
+ * [rampmail] for every server, in a server group for that server. */
+typedef struct {
+  char *warmup;           /* warmup plugin: "ramp" (default) or "none" */
+  GArray *schedule;       /* explicit daily allowances (guint), day 1
+                           * first, or NULL for start/growth/cap */
+  guint start;            /* day-1 allowance; default 20 */
+  double growth;          /* factor from one ramp day to the next; 1.3 */
+  guint cap;              /* the allowance it holds at; default 500 */
+  double min_share;       /* share of a day's allowance that must be sent
+                           * for the day to count as a ramp day; 0.5 */
+  guint restart_after;    /* days without sending that restart the ramp;
+                           * default 7 */
+  guint min_gap;          /* seconds between two messages; 0: off */
+  double hourly_share;    /* share of the day's allowance per hour; 0: off */
+} RmRampConf;
+
+typedef enum {
+  RM_FROM_KEEP = 0,       /* keep the message's From and envelope sender */
+  RM_FROM_ACCOUNT,        /* send as the account (user): envelope sender
+                           * and From are set to it */
+} RmFromPolicy;
 
 typedef struct {
   char *name;             /* NAME of [server NAME] */
+  char *preset;           /* "gmail" or NULL */
   char *host;
-  unsigned port;          /* default 25 */
-  char *tls;              /* only "none" until TLS arrives */
+  unsigned port;          /* default 25; 465 for tls = implicit */
+  RmTlsMode tls;          /* default RM_TLS_STARTTLS */
+  char *tls_ca_file;      /* NULL: the system trust store */
+  char *tls_fingerprint;  /* "sha256:HEX" or NULL */
+  gboolean tls_verify;    /* default TRUE */
+  char *user;             /* NULL: no authentication */
+  char *password_file;    /* one of these two with user */
+  char *password_command;
+  RmFromPolicy from;      /* default RM_FROM_KEEP */
+  guint max_rcpts;        /* recipients per message; 0: no limit */
   char *transport;        /* plugin name, default "smtp" */
   unsigned connect_timeout; /* seconds, default 30 */
   unsigned timeout;       /* seconds, default 60 */
+  RmRampConf ramp;
 } RmServerConf;
 
 typedef struct {
@@ -38,6 +73,7 @@ typedef struct {
   guint queue_lifetime;   /* seconds a message may keep failing; 5 days */
   guint retry_min;        /* first retry delay, seconds; 2 minutes */
   guint retry_max;        /* longest retry delay, seconds; 1 hour */
+  RmRampConf ramp;        /* defaults for every server */
   GPtrArray *servers;     /* RmServerConf *, in file order, >= 1 */
 } RmConfig;
 

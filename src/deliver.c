@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "log.h"
 #include "modules.h"
+#include "secret.h"
 
 /* Entries locked and sent together; bounds open files and memory. */
 #define BATCH_ENTRIES 200
@@ -219,15 +220,23 @@ choose_server (RmContext *ctx, const RmRunOptions *run, Job *job,
 
 /* ---- one session with one server ---------------------------------------- */
 
-static void
-server_view (const RmContext *ctx, const RmServerConf *conf, RmServer *srv)
+void
+rm_server_view (const RmConfig *config, const RmServerConf *conf,
+                const char *password, RmServer *srv)
 {
+  memset (srv, 0, sizeof *srv);
   srv->name = conf->name;
   srv->host = conf->host;
   srv->port = conf->port;
-  srv->helo = ctx->config->hostname;
+  srv->helo = config->hostname;
   srv->connect_timeout = conf->connect_timeout;
   srv->timeout = conf->timeout;
+  srv->tls = conf->tls;
+  srv->tls_ca_file = conf->tls_ca_file;
+  srv->tls_fingerprint = conf->tls_fingerprint;
+  srv->tls_verify = conf->tls_verify;
+  srv->user = conf->user;
+  srv->password = password;
 }
 
 static const char *
@@ -419,10 +428,10 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
   g_autofree RmAttempt *attempts = g_new0 (RmAttempt, jobs->len);
   const RmTransportOps *ops;
   gboolean answered = FALSE;
-  gboolean sent;
+  gboolean sent = FALSE;
+  char *password = NULL;
   RmServer srv;
 
-  server_view (ctx, conf, &srv);
   for (guint i = 0; i < jobs->len; i++)
     {
       outgoing_fill (&out[i], jobs->pdata[i]);
@@ -433,7 +442,16 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
     }
   ops = rm_modules_load (ctx->config->plugin_dir, RM_PLUGIN_TRANSPORT,
                          conf->transport, &error);
-  sent = ops != NULL && ops->send (&srv, msgs, jobs->len, attempts, &error);
+  if (ops != NULL && conf->user != NULL)
+    password = rm_secret_read (conf, &error);
+  if (ops != NULL && (conf->user == NULL || password != NULL))
+    {
+      rm_server_view (ctx->config, conf, password, &srv);
+      sent = ops->send (&srv, msgs, jobs->len, attempts, &error);
+    }
+  rm_secret_free (password);
+  if (!sent && error != NULL)
+    rm_log_warn ("server %s: %s", conf->name, error->message);
   for (guint i = 0; i < jobs->len; i++)
     {
       if (!sent)

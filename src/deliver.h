@@ -58,6 +58,11 @@ void rm_context_clear (RmContext *ctx);
 /* The current day as YYYY-MM-DD in the configured time zone. */
 char *rm_context_today (const RmContext *ctx);
 
+/* Fills srv, the transport's view of server conf; password (may be NULL)
+ * is borrowed. */
+void rm_server_view (const RmConfig *config, const RmServerConf *conf,
+                     const char *password, RmServer *srv);
+
 /* One delivery run over the queue (or one entry). Returns FALSE only if
  * the queue could not be read; problems with single entries are logged
  * and leave them queued. */

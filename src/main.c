@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -21,7 +22,9 @@
 #include "deliver.h"
 #include "errors.h"
 #include "log.h"
+#include "intake.h"
 #include "modules.h"
+#include "secret.h"
 #include "runner.h"
 #include "submit.h"
 
@@ -186,34 +189,127 @@ check_config (RmConfig *config, GError **error)
   return EX_OK;
 }
 
-static int
-test_servers (RmConfig *config, GError **error)
+static gboolean
+wanted (const RmOptions *opts, const RmServerConf *conf)
 {
+  if (opts->recipients->len == 0)
+    return TRUE;
+  for (guint i = 0; i < opts->recipients->len; i++)
+    if (strcmp (opts->recipients->pdata[i], conf->name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* A short message through one server, outside the queue. */
+static gboolean
+send_test (const RmConfig *config, const RmServerConf *conf,
+           const RmTransportOps *ops, const RmServer *srv, const char *to,
+           GString *report)
+{
+  g_autoptr (GDateTime) now = g_date_time_new_now_local ();
+  g_autofree char *date = rm_intake_format_date (now);
+  g_autofree char *from = conf->user && strchr (conf->user, '@')
+                              ? g_strdup (conf->user)
+                              : g_strdup_printf ("rampmail-test@%s",
+                                                 config->domain);
+  g_autofree char *text = g_strdup_printf (
+      "From: <%s>\r\nTo: <%s>\r\nSubject: rampmail test through %s\r\n"
+      "Date: %s\r\n\r\nThis message tests the server %s (%s:%u).\r\n",
+      from, to, conf->name, date, conf->name, conf->host, conf->port);
+  g_autoptr (GError) error = NULL;
+  RmRecipient rcpt = { to, RM_RESULT_PENDING, 0, NULL };
+  RmMessage msg = { 0 };
+  RmMessage *msgs[] = { &msg };
+  RmAttempt attempt = { 0 };
+  gboolean ok;
+  int fd = memfd_create ("rampmail-test", MFD_CLOEXEC);
+
+  if (fd < 0 || write (fd, text, strlen (text)) != (ssize_t) strlen (text))
+    {
+      g_string_append_printf (report, "  test message: FAILED: %s\n",
+                              g_strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return FALSE;
+    }
+  msg = (RmMessage) { "test", from, &rcpt, 1, RM_BODY_7BIT, fd,
+                      (gint64) strlen (text), NULL, NULL };
+  ok = ops->send (srv, msgs, 1, &attempt, &error) && rcpt.result == RM_RESULT_OK;
+  if (ok)
+    g_string_append_printf (report, "  test message: sent to %s (%d %s)\n",
+                            to, rcpt.smtp_code, rcpt.reply ? rcpt.reply : "");
+  else
+    g_string_append_printf (report, "  test message: FAILED: %d %s\n",
+                            rcpt.smtp_code ? rcpt.smtp_code
+                                           : attempt.smtp_code,
+                            error ? error->message
+                            : rcpt.reply ? rcpt.reply
+                            : attempt.reply ? attempt.reply : "not sent");
+  g_free (rcpt.reply);
+  g_free (attempt.reply);
+  close (fd);
+  return ok;
+}
+
+/* --test: one server. Returns TRUE if it works. */
+static gboolean
+test_server (const RmConfig *config, const RmServerConf *conf,
+             const RmOptions *opts, GString *summary)
+{
+  g_autoptr (GString) report = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  const RmTransportOps *ops;
+  char *password = NULL;
+  gboolean ok = FALSE;
+  RmServer srv;
+
+  ops = rm_modules_load (config->plugin_dir, RM_PLUGIN_TRANSPORT,
+                         conf->transport, &error);
+  if (ops != NULL && conf->user != NULL)
+    password = rm_secret_read (conf, &error);
+  if (ops != NULL && (conf->user == NULL || password != NULL))
+    {
+      rm_server_view (config, conf, password, &srv);
+      ok = ops->verify (&srv, report, &error);
+      if (ok && opts->send_to != NULL)
+        ok = send_test (config, conf, ops, &srv, opts->send_to, report);
+    }
+  rm_secret_free (password);
+
+  printf ("[server %s] %s:%u\n%s", conf->name, conf->host, conf->port,
+          report->str);
+  if (ok)
+    g_string_append_printf (summary, "%s: ok\n", conf->name);
+  else
+    g_string_append_printf (summary, "%s: FAILED: %s\n", conf->name,
+                            error ? error->message : "see above");
+  return ok;
+}
+
+static int
+test_servers (RmConfig *config, const RmOptions *opts, GError **error)
+{
+  g_autoptr (GString) summary = g_string_new (NULL);
   int status = EX_OK;
+  guint tested = 0;
 
   for (guint i = 0; i < config->servers->len; i++)
     {
       RmServerConf *conf = config->servers->pdata[i];
-      g_autoptr (GString) report = g_string_new (NULL);
-      g_autoptr (GError) local = NULL;
-      const RmTransportOps *ops;
-      RmServer srv = { conf->name, conf->host, conf->port, config->hostname,
-                       conf->connect_timeout, conf->timeout };
 
-      ops = rm_modules_load (config->plugin_dir, RM_PLUGIN_TRANSPORT,
-                             conf->transport, error);
-      if (ops == NULL)
-        return -1;
-      printf ("[server %s] %s:%u\n", conf->name, conf->host, conf->port);
-      if (ops->verify (&srv, report, &local))
-        printf ("%s  ok: the server is usable\n", report->str);
-      else
-        {
-          printf ("%s  FAILED: %s\n", report->str,
-                  local ? local->message : "the server is not usable");
-          status = EX_UNAVAILABLE;
-        }
+      if (!wanted (opts, conf))
+        continue;
+      tested++;
+      if (!test_server (config, conf, opts, summary))
+        status = EX_UNAVAILABLE;
     }
+  if (tested == 0)
+    {
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                   "no server of that name in %s", config->file);
+      return -1;
+    }
+  printf ("\n%s", summary->str);
   return status;
 }
 
@@ -241,7 +337,7 @@ run_mode (RmOptions *opts, RmConfig *config, GError **error)
     case RM_MODE_CHECK_CONFIG:
       return check_config (config, error);
     case RM_MODE_TEST_SERVERS:
-      return test_servers (config, error);
+      return test_servers (config, opts, error);
     case RM_MODE_ALIASES:
       return check_aliases (config, error);
     default:

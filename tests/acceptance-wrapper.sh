@@ -16,10 +16,13 @@ domain = example.com
 hostname = client.example.com
 aliases = $work/aliases
 delivery_mode = interactive
+# The cases test the sendmail interface, not the ramp.
+warmup = none
 
 [server sink]
 host = $host
 port = $port
+tls = none
 timeout = 20
 CONF
 exec "$RAMPMAIL" -C "$conf" -odi "$@"

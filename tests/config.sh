@@ -75,14 +75,11 @@ says "unknown main key: names file, group and key" "$CONF" "[rampmail]" \
 
 write_config -- "a port=25 tls=starttls"
 check_config
-expect_eq "tls = starttls: refused, exit 78" 78 "$st"
-says "tls = starttls: names file, group and key" "$CONF" "[server a]" tls \
-  starttls
-says "tls = starttls: says it is not supported" "not supported"
+expect_eq "tls = starttls: valid" 0 "$st"
 
 write_config -- "a port=25 tls=implicit"
 check_config
-expect_eq "tls = implicit: refused, exit 78" 78 "$st"
+expect_eq "tls = implicit: valid" 0 "$st"
 
 write_config -- "a port=25 tls=sometimes"
 check_config
@@ -91,14 +88,19 @@ says "tls = sometimes: names the key and the value" "[server a]" tls sometimes
 
 write_config -- "a port=25 user=alice"
 check_config
-expect_eq "user (AUTH) refused until TLS: exit 78" 78 "$st"
-says "user: names group and key" "[server a]" user
+expect_eq "user without a password source: exit 78" 78 "$st"
+says "user: names group and key" "[server a]" user password_file
 
-# Refused for sending too, not only by --check-config: no plaintext.
-write_config -- "a port=25 tls=starttls"
-message starttls | rampmail -odi x@example.net 2>"$T/out"
-expect_eq "tls = starttls: sending refused with exit 78" 78 $?
-expect_eq "tls = starttls: nothing queued" 0 "$(queued)"
+write_config -- "a port=25 tls=none tls_ca_file=/etc/ssl/ca.pem"
+check_config
+expect_eq "tls_ca_file without TLS: exit 78" 78 "$st"
+says "tls_ca_file without TLS: names group and key" "[server a]" tls_ca_file
+
+# Refused for sending too, not only by --check-config.
+write_config -- "a port=25 tls=sometimes"
+message sometimes | rampmail -odi x@example.net 2>"$T/out"
+expect_eq "bad tls value: sending refused with exit 78" 78 $?
+expect_eq "bad tls value: nothing queued" 0 "$(queued)"
 
 write_config -- "a port=25"
 sed '/^host = /d' "$CONF" > "$CONF.new" && mv "$CONF.new" "$CONF"
@@ -111,7 +113,7 @@ check_config
 expect_eq "no server: exit 78" 78 "$st"
 says "no server: names the file and says a server is needed" "$CONF" server
 
-write_config -- "a port=x tls=starttls colour=red"
+write_config -- "a port=x tls=sometimes colour=red"
 check_config
 expect_eq "several errors: exit 78" 78 "$st"
 check "several errors: all reported together" \

@@ -3,7 +3,8 @@
 # handle (../shared/libesmtp-facts.md): a refused connection, 4xx and 5xx
 # replies at each step, failover, and servers that hang up during or after
 # DATA. Nothing accepted may be lost: a temporary failure keeps the message
-# queued with exit status 0, a permanent one goes to queue/failed.
+# queued with exit status 0; a permanent one is bounced to the sender (a
+# DSN queued as ID-B1), or kept in queue/failed for the null sender.
 . "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
 
 : > "$T/aliases"
@@ -113,55 +114,113 @@ check "451 after DATA: the log has the reply with its code" \
 
 # ---- 5xx replies ----------------------------------------------------------------------
 
+# A normal sender gets a bounce: a DSN queued as ID-B1 that goes out
+# through the same servers (bounce.sh checks its content). Here the server
+# defers the sender's own address, so the DSN stays in queue/env where the
+# test can see it. The null sender is never bounced: its refused
+# recipients are kept in queue/failed.
+
+# bounce_waits ID: the live queue holds exactly ID-B1, the bounce of ID.
+bounce_waits () { [ "$(ls "$T/queue/env" 2>/dev/null)" = "$1-B1" ]; }
+
+# first_id: the queue id of the first submission in the log.
+first_id () {
+  sed -n 's/^.*\([0-9A-F]\{22\}\): queued from=.*/\1/p' "$T/rampmail.log" |
+    head -n1
+}
+
 fresh
-start_server part --rcpt-reply 'nobody@example.net=550 5.1.1 no such user'
+start_server part --rcpt-reply 'nobody@example.net=550 5.1.1 no such user' \
+  --rcpt-reply 'sender@example.org=451 4.3.0 sender mailbox busy'
 write_config -- part
-message partial | rampmail -odi ok@example.net nobody@example.net 2>"$T/err"
+message partial | rampmail -odi -f sender@example.org ok@example.net \
+  nobody@example.net 2>"$T/err"
 expect_eq "550 for one of two: exit 0" 0 $?
+wait_runner
 expect_eq "550 for one of two: the other is delivered" 1 "$(count_mail part)"
 check "550 for one of two: delivered to the accepted one only" "$PY" -c '
 import json, sys
 sys.exit(json.load(open(sys.argv[1]))["rcpt_tos"] != ["ok@example.net"])' \
   "$T/part.mail/0001.json"
-expect_eq "550 for one of two: nothing left in the live queue" 0 "$(queued)"
-expect_eq "550 for one of two: one entry in queue/failed" 1 "$(failed_entries)"
-check "550 for one of two: queue/failed names the refused recipient" \
-  sh -c "grep -q 'nobody@example.net' '$T'/queue/failed/*.env"
-check "550 for one of two: queue/failed keeps the reply with its code" \
-  sh -c "grep -q '550[ -]5\.1\.1 no such user' '$T'/queue/failed/*.env"
-check "550 for one of two: queue/failed keeps the message" \
-  sh -c "grep -q 'partial' '$T'/queue/failed/*.data"
+id=$(first_id)
+check "550 for one of two: only the bounce $id-B1 is left in the live queue" \
+  bounce_waits "$id"
+check "550 for one of two: the bounce goes to the sender from <>" \
+  grep -q '^sender=$' "$T/queue/env/$id-B1"
+check "550 for one of two: ... addressed to the sender" \
+  grep -q '^recipients=sender@example.org;' "$T/queue/env/$id-B1"
+check "550 for one of two: the bounce names the refused recipient" \
+  grep -q 'nobody@example.net' "$T/queue/data/$id-B1"
+check "550 for one of two: the bounce has the reply with its code" \
+  grep -q '550[ -]5\.1\.1 no such user' "$T/queue/data/$id-B1"
+expect_eq "550 for one of two: nothing in queue/failed" 0 "$(failed_entries)"
 check "550 for one of two: reported on stderr" \
   grep -q 'nobody@example.net' "$T/err"
-check "550 for one of two: logged" log_has 'nobody@example.net.*bounced'
+check "550 for one of two: logged as refused" \
+  log_has 'nobody@example.net.*status=refused'
+check "550 for one of two: the bounce is logged" log_has "$id: bounce $id-B1 queued"
 
 fresh
 start_server all --rcpt-reply 'x@example.net=550 5.1.1 no' \
-  --rcpt-reply 'y@example.net=553 5.1.3 bad'
+  --rcpt-reply 'y@example.net=553 5.1.3 bad' \
+  --rcpt-reply 'sender@example.org=451 4.3.0 sender mailbox busy'
 write_config -- all
-message all | rampmail -odi x@example.net y@example.net 2>"$T/err"
+message all | rampmail -odi -f sender@example.org x@example.net y@example.net \
+  2>"$T/err"
 expect_eq "550 for all: exit 69 (EX_UNAVAILABLE)" 69 $?
+wait_runner
 expect_eq "550 for all: nothing delivered" 0 "$(count_mail all)"
-expect_eq "550 for all: nothing left in the live queue" 0 "$(queued)"
-expect_eq "550 for all: kept in queue/failed" 1 "$(failed_entries)"
-check "550 for all: queue/failed names both recipients" \
-  sh -c "grep -q 'x@example.net' '$T'/queue/failed/*.env &&
-         grep -q 'y@example.net' '$T'/queue/failed/*.env"
+id=$(first_id)
+check "550 for all: only the bounce $id-B1 is left in the live queue" \
+  bounce_waits "$id"
+check "550 for all: the bounce names both recipients with the replies" \
+  sh -c "grep -q 'x@example.net' '$T/queue/data/$id-B1' &&
+         grep -q 'y@example.net' '$T/queue/data/$id-B1' &&
+         grep -q '550[ -]5\.1\.1 no' '$T/queue/data/$id-B1' &&
+         grep -q '553[ -]5\.1\.3 bad' '$T/queue/data/$id-B1'"
+expect_eq "550 for all: nothing in queue/failed" 0 "$(failed_entries)"
 check "550 for all: reported on stderr" grep -q 'x@example.net' "$T/err"
 check "550 for all: stderr has the replies with their codes" \
   sh -c "grep -q '550[ -]5\.1\.1 no' '$T/err' &&
          grep -q '553[ -]5\.1\.3 bad' '$T/err'"
-check "550 for all: queue/failed keeps the replies with their codes" \
+
+# The same from the null sender: no bounce, queue/failed.
+fresh
+message allnull | rampmail -odi -f '<>' x@example.net y@example.net 2>"$T/err"
+expect_eq "550 for all, null sender: exit 69" 69 $?
+wait_runner
+expect_eq "550 for all, null sender: nothing delivered" 0 "$(count_mail all)"
+expect_eq "550 for all, null sender: nothing left in the live queue" 0 \
+  "$(queued)"
+expect_eq "550 for all, null sender: kept in queue/failed" 1 "$(failed_entries)"
+check "550 for all, null sender: queue/failed names both recipients" \
+  sh -c "grep -q 'x@example.net' '$T'/queue/failed/*.env &&
+         grep -q 'y@example.net' '$T'/queue/failed/*.env"
+check "550 for all, null sender: queue/failed keeps the replies with their codes" \
   sh -c "grep -q '550[ -]5\.1\.1 no' '$T'/queue/failed/*.env &&
          grep -q '553[ -]5\.1\.3 bad' '$T'/queue/failed/*.env"
+check "550 for all, null sender: queue/failed keeps the message" \
+  sh -c "grep -q 'allnull' '$T'/queue/failed/*.data"
+check "550 for all, null sender: no bounce" \
+  sh -c "! grep -q 'bounce' '$T/rampmail.log'"
 
+# 550 to every MAIL: the DSN (MAIL FROM:<>) is refused as well, so it is
+# kept in queue/failed, and nothing bounces again.
 fresh
 start_server badmail --mail-reply '550 5.7.1 sender refused'
 write_config -- badmail
-message badmail | rampmail -odi s@example.net 2>"$T/err"
+message badmail | rampmail -odi -f sender@example.org s@example.net 2>"$T/err"
 expect_eq "550 on MAIL: exit 69" 69 $?
-expect_eq "550 on MAIL: kept in queue/failed" 1 "$(failed_entries)"
+wait_runner
+rampmail -q 2>/dev/null
+wait_runner
+id=$(first_id)
 expect_eq "550 on MAIL: nothing left in the live queue" 0 "$(queued)"
+check "550 on MAIL: the refused bounce is kept in queue/failed as $id-B1" \
+  test -f "$T/queue/failed/$id-B1.env"
+expect_eq "550 on MAIL: only that one in queue/failed" 1 "$(failed_entries)"
+check "550 on MAIL: the server saw the original and the bounce only" \
+  test "$(grep -c '^[0-9]* MAIL' "$T/badmail.log")" -eq 2
 
 # ---- failover ---------------------------------------------------------------------------------
 

@@ -72,7 +72,8 @@ stop_server () {
 
 # write_config [extra [rampmail] lines] -- then one "NAME [key=value...]"
 # per server; a server named in $T/NAME.port gets host and port from it.
-# delivery_mode is interactive unless an extra line sets it.
+# delivery_mode is interactive unless an extra line sets it; a server has
+# tls = none unless its spec sets tls=.
 write_config () {
   conf="$T/rampmail.conf"
   {
@@ -101,6 +102,8 @@ write_config () {
       echo "host = 127.0.0.1"
       if [ -f "$T/$1.port" ]; then echo "port = $(port_of "$1")"; fi
       shift
+      # Plain SMTP on loopback unless the spec says otherwise.
+      case " $* " in *" tls="*) ;; *) echo "tls = none" ;; esac
       for kv in "$@"; do
         echo "$kv" | sed 's/=/ = /'
       done

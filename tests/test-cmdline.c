@@ -738,7 +738,8 @@ test_help (void)
            "-t", "-i, -oi", "-f ADDR", "-F NAME", "-B 7BIT|8BITMIME", "-N",
            "-R hdrs|full", "-V ENVID", "-odb", "-odi", "-odq", "-C FILE",
            "-v", "-bm", "-bp", "-bi", "-bs", "-q", "--help", "--version",
-           "--check-config", "--test-servers", "--", NULL };
+           "--check-config", "--test [SERVER...]", "--send-to ADDR",
+           "--status", "--delete ID", "-qIID", "--", NULL };
        *flag != NULL; flag++)
     {
       g_autofree char *line = g_strdup_printf ("\n  %s", *flag);

@@ -129,7 +129,12 @@ test_minimal (Fixture *f, gconstpointer data)
   g_assert_cmpstr (server->name, ==, "a");
   g_assert_cmpstr (server->host, ==, "relay.example.org");
   g_assert_cmpuint (server->port, ==, 25);
-  g_assert_cmpstr (server->tls, ==, "none");
+  g_assert_cmpint (server->tls, ==, RM_TLS_STARTTLS);
+  g_assert_true (server->tls_verify);
+  g_assert_null (server->user);
+  g_assert_cmpstr (server->ramp.warmup, ==, "ramp");
+  g_assert_cmpuint (server->ramp.start, ==, 20);
+  g_assert_cmpuint (server->ramp.cap, ==, 500);
   g_assert_cmpstr (server->transport, ==, "smtp");
   g_assert_cmpuint (server->connect_timeout, ==, 30);
   g_assert_cmpuint (server->timeout, ==, 60);
@@ -297,17 +302,24 @@ static const struct {
   { "server a", "port", "65536", "out of range (1 to 65535): 65536" },
   { "server a", "port", "99999999999999999999", "out of range" },
   { "server a", "port", "25 ", NULL }, /* GKeyFile strips: valid */
-  { "server a", "tls", "starttls", "starttls is not supported yet" },
-  { "server a", "tls", "implicit",
-    "implicit is not supported yet: TLS comes in a later release" },
+  { "server a", "tls", "starttls", NULL },
+  { "server a", "tls", "implicit", NULL },
   { "server a", "tls", "ssl", "invalid value: ssl" },
   { "server a", "tls", "None", "invalid value: None" },
   { "server a", "user", "robot@example.org",
-    "authentication is not supported yet" },
-  { "server a", "password_file", "/etc/rampmail/a.pass",
-    "authentication is not supported yet" },
-  { "server a", "password_command", "pass show a",
-    "authentication is not supported yet" },
+    "needs password_file or password_command" },
+  { "server a", "password_file", "/etc/rampmail/a.pass", "set without user" },
+  { "server a", "password_command", "pass show a", "set without user" },
+  { "server a", "tls_verify", "maybe", "invalid value: maybe (use yes or no)" },
+  { "server a", "tls_fingerprint", "sha1:00", "invalid value" },
+  { "server a", "preset", "hotmail", "unknown preset: hotmail" },
+  { "server a", "from", "alias", "invalid value: alias" },
+  { "server a", "max_rcpts", "0", "out of range" },
+  { "server a", "warmup_growth", "1", "invalid value: 1" },
+  { "server a", "warmup_min_share", "1.5", "invalid value: 1.5" },
+  { "server a", "warmup_schedule", "20,x", "day 2: not a number: x" },
+  { "server a", "warmup_restart_after", "0", "out of range" },
+  { "rampmail", "warmup_cap", "-5", "not a number" },
   { "server a", "transport", "SMTP", "invalid value: SMTP" },
   { "server a", "transport", "../smtp", "invalid value: ../smtp" },
   { "server a", "connect_timeout", "0", "out of range (1 to 3600): 0" },
@@ -316,7 +328,7 @@ static const struct {
   { "server a", "host", "relay example.org", "invalid value" },
   { "server a", "host", "relay\\texample.org", "invalid value" },
   { "server a", "host", "", "empty value" },
-  { "server a", "hots", "x", "unknown key (known: host, port" },
+  { "server a", "hots", "x", "unknown key (known: preset, host, port" },
   { "server a", "host[fr]", "x", "unknown key" },
   { "rampmail", "selector", "../../tmp/evil", "invalid value" },
   { "rampmail", "selector", "Balanced", "invalid value" },
@@ -371,18 +383,66 @@ test_bad_values (Fixture *f, gconstpointer data)
 }
 
 static void
-test_tls_refused (Fixture *f, gconstpointer data)
+test_tls_and_auth (Fixture *f, gconstpointer data)
 {
   const char *path = write_file (f, "tls.conf",
+                                 "[rampmail]\n"
+                                 "warmup_cap = 300\n"
                                  "[server office]\n"
                                  "host = mail.example.org\n"
                                  "port = 587\n"
-                                 "tls = starttls\n");
+                                 "tls = starttls\n"
+                                 "tls_fingerprint = SHA256:AB:CD:" 
+                                 "0123456789abcdef0123456789abcdef"
+                                 "0123456789abcdef0123456789ab\n"
+                                 "user = robot@example.org\n"
+                                 "password_file = office.pass\n"
+                                 "[server smtps]\n"
+                                 "host = mail.example.org\n"
+                                 "tls = implicit\n"
+                                 "[server gmail]\n"
+                                 "preset = gmail\n"
+                                 "user = alice@gmail.com\n"
+                                 "password_command = cat /dev/null\n"
+                                 "warmup_schedule = 10, 20, 40\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RmConfig) config = rm_config_load (path, &error);
+  RmServerConf *office, *smtps, *gmail;
+
+  g_assert_no_error (error);
+  office = config->servers->pdata[0];
+  smtps = config->servers->pdata[1];
+  gmail = config->servers->pdata[2];
+  g_assert_cmpint (office->tls, ==, RM_TLS_STARTTLS);
+  g_assert_cmpstr (office->tls_fingerprint, ==,
+                   "sha256:abcd0123456789abcdef0123456789abcdef"
+                   "0123456789abcdef0123456789ab");
+  g_assert_true (g_str_has_suffix (office->password_file, "/office.pass"));
+  g_assert_cmpuint (office->ramp.cap, ==, 300);
+  g_assert_cmpint (smtps->tls, ==, RM_TLS_IMPLICIT);
+  g_assert_cmpuint (smtps->port, ==, 465);
+  g_assert_cmpstr (gmail->host, ==, "smtp.gmail.com");
+  g_assert_cmpuint (gmail->port, ==, 587);
+  g_assert_cmpuint (gmail->max_rcpts, ==, 100);
+  g_assert_cmpint (gmail->from, ==, RM_FROM_ACCOUNT);
+  g_assert_cmpuint (gmail->ramp.cap, ==, 500);
+  g_assert_nonnull (gmail->ramp.schedule);
+  g_assert_cmpuint (gmail->ramp.schedule->len, ==, 3);
+  g_assert_cmpuint (g_array_index (gmail->ramp.schedule, guint, 2), ==, 40);
+}
+
+static void
+test_gmail_needs_user (Fixture *f, gconstpointer data)
+{
+  const char *path = write_file (f, "gmail.conf",
+                                 "[server g]\n"
+                                 "preset = gmail\n"
+                                 "tls = none\n"
+                                 "tls_ca_file = /etc/ssl/x.pem\n");
   g_autofree char *message = load_fails (path);
 
-  assert_contains (message, "[server office] tls: starttls");
-  assert_contains (message, "later release");
-  assert_contains (message, "plaintext");
+  assert_contains (message, "[server g] user: missing");
+  assert_contains (message, "[server g] tls_ca_file: set while tls = none");
 }
 
 static void
@@ -396,6 +456,7 @@ test_many_errors (Fixture *f, gconstpointer data)
                                  "host = h\n"
                                  "port = x\n"
                                  "user = bob\n"
+                                 "password_file = p\n"
                                  "[server b]\n"
                                  "port = 26\n"
                                  "[mystery]\n"
@@ -403,13 +464,12 @@ test_many_errors (Fixture *f, gconstpointer data)
   g_autofree char *message = load_fails (path);
   g_auto (GStrv) lines = g_strsplit (message, "\n", -1);
 
-  g_assert_cmpuint (g_strv_length (lines), ==, 6);
+  g_assert_cmpuint (g_strv_length (lines), ==, 5);
   for (gsize i = 0; lines[i] != NULL; i++)
     g_assert_true (g_str_has_prefix (lines[i], path));
   assert_contains (message, "[rampmail] selector: invalid value: Bad!");
   assert_contains (message, "[rampmail] delivery_mode: invalid value: now");
   assert_contains (message, "[server a] port: not a number: x");
-  assert_contains (message, "[server a] user: authentication");
   assert_contains (message, "[server b] host: missing");
   assert_contains (message, "[mystery]: unknown group");
   g_assert_false (g_str_has_suffix (message, "\n"));
@@ -501,7 +561,8 @@ main (int argc, char **argv)
   ADD ("/config/valid/relative-paths", test_relative_paths);
   ADD ("/config/valid/shipped-example", test_shipped_example);
   ADD ("/config/invalid/values", test_bad_values);
-  ADD ("/config/invalid/tls-starttls", test_tls_refused);
+  ADD ("/config/valid/tls-and-auth", test_tls_and_auth);
+  ADD ("/config/invalid/gmail-needs-user", test_gmail_needs_user);
   ADD ("/config/invalid/many-at-once", test_many_errors);
   ADD ("/config/invalid/groups", test_groups);
   ADD ("/config/invalid/missing-file", test_missing_file);

@@ -29,14 +29,29 @@ typedef enum {
 
 /* ---- transport ---------------------------------------------------------- */
 
+typedef enum {
+  RM_TLS_NONE = 0,         /* plaintext (only when configured so) */
+  RM_TLS_STARTTLS,         /* STARTTLS, required: no plaintext fallback */
+  RM_TLS_IMPLICIT,         /* TLS from the first byte (SMTPS, port 465) */
+} RmTlsMode;
+
 /* One configured server, as the transport sees it. */
 typedef struct {
   const char *name;        /* the NAME of [server NAME] */
-  const char *host;        /* host name or IP literal */
+  const char *host;        /* host name or IP literal; also the name the
+                            * certificate must carry, and the SNI */
   unsigned port;
   const char *helo;        /* name for EHLO and Message-Id, an FQDN */
   unsigned connect_timeout; /* seconds to wait for the TCP connection */
   unsigned timeout;         /* seconds to wait for any reply */
+  RmTlsMode tls;
+  const char *tls_ca_file; /* PEM file of trusted CAs; NULL: the system
+                            * store */
+  const char *tls_fingerprint; /* "sha256:HEX" of the server's certificate
+                                * (DER), or NULL; when set it must match */
+  gboolean tls_verify;     /* FALSE only when configured explicitly */
+  const char *user;        /* NULL: no authentication */
+  const char *password;    /* with user; never logged */
 } RmServer;
 
 /* Outcome of one recipient or of one whole attempt. */

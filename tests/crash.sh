@@ -1,0 +1,213 @@
+#!/bin/sh
+# Crash safety: SIGKILL at random points loses no accepted message.
+#
+# Phase 1: 200 submissions with -odi, each killed after a random 0-40 ms
+# (a submission takes about 20 ms here, so kills land while spooling,
+# committing, delivering and updating the queue). Phase 2: 50 background
+# submissions while the queue runners are killed at random moments.
+# After each phase two `rampmail -q` runs must deliver every message whose
+# submission exited 0; whatever arrived must be whole; duplicates (allowed
+# only in the window between the server's acceptance and its record) are
+# counted and must stay under 10%.
+. "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
+
+: > "$T/aliases"
+
+# driver PHASE: runs the kill loop of PHASE (1 or 2), writing one line per
+# submission to $T/PHASE.results: "N STATUS" with STATUS 0 (accepted),
+# -9 (killed) or another exit status.
+driver () {
+  PHASE=$1 RAMPMAIL="$RAMPMAIL" CONF="$T/rampmail.conf" OUT="$T/$1.results" \
+    "$PY" - <<'EOF'
+import os, random, signal, subprocess, sys, threading, time
+
+phase = os.environ["PHASE"]
+rampmail, conf, out = os.environ["RAMPMAIL"], os.environ["CONF"], os.environ["OUT"]
+prefix = "crash" if phase == "1" else "bg"
+trials = 200 if phase == "1" else 50
+deadline = time.monotonic() + 25
+
+def message(i):
+    lines = ["From: tester@example.org", "To: %s-%d@example.net" % (prefix, i),
+             "Subject: %s-%d" % (prefix, i),
+             "Message-ID: <%s-%d@example.org>" % (prefix, i), ""]
+    lines += ["%s-%d line %02d %s" % (prefix, i, k, "x" * 60) for k in range(40)]
+    lines.append("END %s-%d" % (prefix, i))
+    return ("\n".join(lines) + "\n").encode()
+
+def submit(i, extra):
+    return subprocess.Popen(
+        [rampmail, "-C", conf] + extra + ["-f", "tester@example.org",
+                                          "%s-%d@example.net" % (prefix, i)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+
+def runner_pids(exclude):
+    """rampmail processes of this test that are not our own children."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in exclude:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if conf.encode() in args:
+            pids.append(int(d))
+    return pids
+
+results = []
+if phase == "1":
+    for i in range(trials):
+        if time.monotonic() > deadline:
+            break
+        p = submit(i, ["-odi"])
+        p.stdin.write(message(i))
+        p.stdin.close()
+        time.sleep(random.uniform(0, 0.04))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        results.append((i, p.wait()))
+else:
+    done = threading.Event()
+    children = set()
+    kills = [0]
+    def killer():
+        while not done.is_set():
+            time.sleep(random.uniform(0.05, 0.4))
+            for pid in runner_pids(set(children)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    kills[0] += 1
+                except OSError:
+                    pass
+    t = threading.Thread(target=killer)
+    t.start()
+    try:
+        for i in range(trials):
+            if time.monotonic() > deadline:
+                break
+            p = submit(i, ["-odb"])
+            children.add(p.pid)
+            p.stdin.write(message(i))
+            p.stdin.close()
+            results.append((i, p.wait()))
+            children.discard(p.pid)
+            time.sleep(random.uniform(0, 0.1))
+    finally:
+        done.set()
+        t.join()
+    print("# phase 2: %d queue runners killed" % kills[0])
+with open(out, "w") as f:
+    for i, st in results:
+        f.write("%d %d\n" % (i, st))
+EOF
+}
+
+# verify PHASE PREFIX: checks what server mx received against the results
+# of PHASE; prints the figures and fails on a loss, a damaged message, an
+# unexpected exit status or more than 10% duplicates.
+verify () {
+  PREFIX=$2 RESULTS="$T/$1.results" MAILDIR="$T/mx.mail" "$PY" - <<'EOF'
+import collections, email, os, re, sys
+
+prefix, maildir = os.environ["PREFIX"], os.environ["MAILDIR"]
+status = {}
+for line in open(os.environ["RESULTS"]):
+    i, st = line.split()
+    status[int(i)] = int(st)
+
+arrivals = collections.Counter()
+damaged = []
+for name in sorted(os.listdir(maildir)):
+    if not name.endswith(".eml"):
+        continue
+    raw = open(os.path.join(maildir, name), "rb").read()
+    m = re.search(rb"^Subject: (%s)-(\d+)\r?$" % prefix.encode(), raw, re.M)
+    if not m:
+        continue
+    i = int(m.group(2))
+    body = raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else b""
+    want = "".join("%s-%d line %02d %s\r\n" % (prefix, i, k, "x" * 60)
+                   for k in range(40)) + "END %s-%d\r\n" % (prefix, i)
+    if body != want.encode():
+        damaged.append(name)
+    arrivals[i] += 1
+
+trials = len(status)
+accepted = [i for i, st in status.items() if st == 0]
+killed = [i for i, st in status.items() if st == -9]
+other = {i: st for i, st in status.items() if st not in (0, -9)}
+lost = [i for i in accepted if arrivals[i] == 0]
+dups = [i for i, n in arrivals.items() if n > 1]
+killed_arrived = [i for i in killed if arrivals[i] > 0]
+print("trials=%d accepted=%d killed=%d arrived=%d lost=%d duplicated=%d"
+      % (trials, len(accepted), len(killed), len(arrivals), len(lost),
+         len(dups)))
+print("# killed but committed and delivered: %d; extra copies: %d"
+      % (len(killed_arrived), sum(arrivals[i] - 1 for i in dups)))
+ok = True
+if lost:
+    print("# LOST (accepted, never arrived): %s" % sorted(lost)); ok = False
+if damaged:
+    print("# DAMAGED messages: %s" % damaged); ok = False
+if other:
+    print("# unexpected exit statuses: %s" % other); ok = False
+if len(dups) > trials // 10:
+    print("# too many duplicates: %s" % sorted(dups)); ok = False
+elif dups:
+    print("# duplicated: %s" % sorted(dups))
+if trials < (200 if prefix == "crash" else 50):
+    print("# only %d trials ran within the time bound" % trials); ok = False
+sys.exit(0 if ok else 1)
+EOF
+}
+
+start_server mx
+
+# ---- phase 1: -odi killed at random --------------------------------------------------
+
+write_config -- mx
+driver 1
+wait_runner 10 || kill_rampmail
+rampmail -q 2>/dev/null
+rampmail -q 2>/dev/null
+wait_runner 10
+check "phase 1: nothing accepted is lost, nothing damaged" verify 1 crash
+expect_eq "phase 1: the queue is empty after -q" 0 "$(queued)"
+expect_eq "phase 1: no entry was taken for corrupt" 0 \
+  "$(ls "$T/queue/corrupt" 2>/dev/null | wc -l)"
+expect_eq "phase 1: nothing in queue/failed" 0 \
+  "$(ls "$T/queue/failed" 2>/dev/null | wc -l)"
+# Killed submissions leave files behind (tmp/ before the commit, data/ID
+# between the rename of the data and that of the envelope, or between the
+# removal of the envelope and that of the data). They are no message, and
+# a queue run a day later must clear them.
+echo "# phase 1: left by killed processes: tmp/ $(ls "$T/queue/tmp" | wc -l)," \
+  "data/ without env/ $(ls "$T/queue/data" | wc -l)"
+# Their clock is moved back two days (faketime can shift the times that
+# stat() reports as well, so it cannot age files).
+find "$T/queue/tmp" "$T/queue/data" -type f -exec touch -d '2 days ago' {} +
+rampmail -q 2>/dev/null
+wait_runner 10
+expect_eq "phase 1: a queue run clears tmp/ files older than a day" 0 \
+  "$(ls "$T/queue/tmp" | wc -l)"
+expect_eq "phase 1: ... and data/ files older than a day without an envelope" \
+  0 "$(ls "$T/queue/data" | wc -l)"
+
+# ---- phase 2: background submissions, the queue runner killed at random ---------
+
+write_config "delivery_mode = background" -- mx
+driver 2
+wait_runner 10 || kill_rampmail
+rampmail -q 2>/dev/null
+rampmail -q 2>/dev/null
+wait_runner 10
+check "phase 2: nothing accepted is lost, nothing damaged" verify 2 bg
+expect_eq "phase 2: the queue is empty after -q" 0 "$(queued)"
+expect_eq "phase 2: no entry was taken for corrupt" 0 \
+  "$(ls "$T/queue/corrupt" 2>/dev/null | wc -l)"
+
+check "no rampmail process is left" wait_runner 5
+finish
