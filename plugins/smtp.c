@@ -19,16 +19,35 @@
  *  - it writes addresses into commands verbatim: addresses with control
  *    characters, angle brackets or over 254 octets are refused here.
  *
+ * TLS (see smtp-tls.c for the context and the implicit-TLS relay):
+ * STARTTLS is REQUIRED with a context of our own per session, so a server
+ * that does not offer it ends the session before any mail; the event
+ * callback checks the configured name where libESMTP checks the name DNS
+ * returned. Implicit TLS goes through the relay thread of smtp-tls.c.
+ *
+ * AUTH: PLAIN and LOGIN only (LOGIN and PLAIN need AUTH_PLUGIN_PLAIN; the
+ * interaction callback refuses NTLM, which asks for a realm). libESMTP
+ * reports no AUTH outcome and carries on unauthenticated after a refusal,
+ * so the monitor callback watches for the 235 reply; when a user is set
+ * and none came, the connection is shut down as libESMTP writes the first
+ * MAIL, and the message callback refuses the data, so nothing goes out.
+ * The password is handed out only over TLS, or in plaintext to a loopback
+ * address (127.0.0.0/8, ::1: tests and local relays), checked on the
+ * connected socket. The monitor keeps server replies and command verbs,
+ * never a client line, so no password reaches a log or an error.
+ *
  * A connection lost after the whole message went out is reported as
  * RM_RESULT_UNKNOWN (RFC 1047), unless the socket had already been closed
  * by the server when the message callback reported the end of the data,
  * before libESMTP wrote the final dot.
  *
- * verify() speaks SMTP itself (connect, greeting, EHLO, QUIT), because
- * libESMTP never connects for a session without a message to send.
+ * verify() speaks SMTP itself (connect, TLS, greeting, EHLO, STARTTLS,
+ * AUTH, QUIT) with the same TLS rules, because libESMTP never connects for
+ * a session without a message to send.
  */
 #define _GNU_SOURCE
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,29 +66,22 @@
 #include <unistd.h>
 
 #include <glib.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <auth-client.h>
 #include <libesmtp.h>
 
 #include <rampmail/plugin.h>
+
+#include "smtp.h"
 
 #define RM_SMTP_CHUNK (64 * 1024)
 #define RM_SMTP_ADDRESS_MAX 254
 #define RM_SMTP_HELO_MAX 255
 #define RM_SMTP_RETRY_USEC 200000
-#define RM_SMTP_DEFAULT_CONNECT_TIMEOUT 30
-#define RM_SMTP_DEFAULT_TIMEOUT 300
 #define RM_SMTP_MAX_TIMEOUT 86400
 #define RM_SMTP_FD_SCAN 1024
-#define RM_SMTP_LINE_MAX 4096
-#define RM_SMTP_REPLY_LINES 64
-
-#define RM_SMTP_ERROR (rm_smtp_error_quark ())
-
-typedef enum {
-  RM_SMTP_ERROR_CONFIG,   /* the server's settings cannot work */
-  RM_SMTP_ERROR_CONNECT,  /* no usable connection */
-  RM_SMTP_ERROR_PROTOCOL, /* the server refused or misbehaved */
-  RM_SMTP_ERROR_LIBRARY,  /* libESMTP refused a call */
-} RmSmtpErrorCode;
+#define RM_SMTP_VERB_MAX 12
 
 typedef struct RmSmtpRun RmSmtpRun;
 
@@ -90,21 +102,46 @@ typedef struct {
 struct RmSmtpRun {
   const RmServer *srv;
   char *buf;               /* RM_SMTP_CHUNK octets for the callbacks */
+  unsigned port;           /* where libESMTP connects: srv->port, or the
+                            * relay's for implicit TLS */
   GArray *old_fds;         /* sockets to the port before the session */
   int fd;                  /* libESMTP's socket, -1 if unknown */
   gboolean connected;
   gboolean no_8bitmime;    /* 8BITMIME needed but not offered */
   gboolean read_failed;    /* a message callback failed */
   GString *partial;        /* unfinished reply line seen by the monitor */
+  GString *reply;          /* text of the reply being read */
   RmSmtpMsg *msgs;         /* the messages of this call */
   size_t n_msgs;
-  char *refusal;           /* last 4xx or 5xx reply line */
+  char *refusal;           /* last 4xx or 5xx reply, "CODE TEXT" */
+  char verb[RM_SMTP_VERB_MAX]; /* verb of the last command written */
+  gboolean mail_started;   /* the first MAIL went out */
+
+  SSL_CTX *ctx;            /* this session's TLS context, or NULL */
+  RmSmtpTls tls;           /* what its handshake saw */
+  RmSmtpRelay *relay;      /* implicit TLS: the relay, or NULL */
+  char *relay_error;       /* why the relay ended early */
+  gboolean tls_active;     /* the connection to the server is TLS */
+  gboolean starttls_sent;
+  gboolean no_starttls;    /* STARTTLS required but not offered */
+  char *starttls_refusal;  /* the reply refusing STARTTLS */
+
+  auth_context_t auth;     /* when srv->user is set */
+  gboolean peer_loopback;  /* libESMTP's peer is a loopback address */
+  gboolean plain_refused;  /* plaintext AUTH to a remote address */
+  gboolean auth_offered;   /* the last EHLO reply offered AUTH */
+  char *auth_mechs;        /* ... these mechanisms */
+  gboolean auth_tried;     /* an AUTH command went out */
+  gboolean auth_pending;   /* ... and its final reply has not come */
+  gboolean authenticated;  /* a 235 came */
+  gboolean auth_blocked;   /* the session was cut for want of AUTH */
+  int auth_code;           /* the last AUTH refusal */
+  char *auth_reply;
 };
 
 /* What was in place before the session changed signals and timers. */
 typedef struct {
   struct sigaction old_alarm;
-  struct sigaction old_pipe;
   struct itimerval old_timer;
   sigset_t old_mask;
   gint64 started;
@@ -119,17 +156,9 @@ typedef struct {
                             * recipients too */
 } RmSmtpVerdict;
 
-/* A plain connection for verify(). */
-typedef struct {
-  int fd;
-  int timeout_ms;
-  char buf[RM_SMTP_LINE_MAX];
-  size_t len;
-} RmSmtpConn;
-
 static volatile sig_atomic_t rm_smtp_alarm_fired;
 
-static GQuark
+GQuark
 rm_smtp_error_quark (void)
 {
   return g_quark_from_static_string ("rm-smtp-error-quark");
@@ -137,7 +166,7 @@ rm_smtp_error_quark (void)
 
 /* ---- settings ----------------------------------------------------------- */
 
-static unsigned
+unsigned
 rm_smtp_seconds (unsigned value, unsigned fallback)
 {
   if (value == 0)
@@ -170,7 +199,7 @@ rm_smtp_address_ok (const char *address, gboolean may_be_empty)
   return rm_smtp_printable (address, TRUE);
 }
 
-static gboolean
+gboolean
 rm_smtp_check_server (const RmServer *srv, GError **error)
 {
   if (srv->host == NULL || *srv->host == '\0'
@@ -178,13 +207,6 @@ rm_smtp_check_server (const RmServer *srv, GError **error)
     {
       g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONFIG,
                    "server %s: invalid host name", srv->name);
-      return FALSE;
-    }
-  if (strchr (srv->host, ':') != NULL)
-    {
-      g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONFIG,
-                   "server %s: libesmtp cannot connect to an IPv6 address "
-                   "literal (%s); use a host name", srv->name, srv->host);
       return FALSE;
     }
   if (srv->port == 0 || srv->port > 65535)
@@ -202,6 +224,47 @@ rm_smtp_check_server (const RmServer *srv, GError **error)
       return FALSE;
     }
   return TRUE;
+}
+
+/* What libESMTP itself must connect to: not an IPv6 literal. */
+static gboolean
+rm_smtp_check_library_host (const RmServer *srv, GError **error)
+{
+  if (srv->tls == RM_TLS_IMPLICIT || strchr (srv->host, ':') == NULL)
+    return TRUE;
+  g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONFIG,
+               "server %s: libesmtp cannot connect to an IPv6 address "
+               "literal (%s); use a host name", srv->name, srv->host);
+  return FALSE;
+}
+
+static gboolean
+rm_smtp_is_loopback_host (const char *host)
+{
+  struct in_addr in;
+  struct in6_addr in6;
+
+  if (g_ascii_strcasecmp (host, "localhost") == 0)
+    return TRUE;
+  if (inet_pton (AF_INET, host, &in) == 1)
+    return (ntohl (in.s_addr) >> 24) == 127;
+  return inet_pton (AF_INET6, host, &in6) == 1
+         && IN6_IS_ADDR_LOOPBACK (&in6);
+}
+
+/* A password goes in plaintext only to this machine (checked again on
+ * the connected socket). */
+static gboolean
+rm_smtp_check_auth_policy (const RmServer *srv, GError **error)
+{
+  if (srv->user == NULL || srv->tls != RM_TLS_NONE
+      || rm_smtp_is_loopback_host (srv->host))
+    return TRUE;
+  g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONFIG,
+               "server %s: refusing to send the password over a plaintext "
+               "connection to %s; set tls = starttls or tls = implicit",
+               srv->name, srv->host);
+  return FALSE;
 }
 
 static char *
@@ -244,6 +307,18 @@ rm_smtp_timer_stop (void)
   setitimer (ITIMER_REAL, &off, NULL);
 }
 
+/* libESMTP and OpenSSL write to sockets without MSG_NOSIGNAL. */
+void
+rm_smtp_sigpipe_ignore (struct sigaction *old)
+{
+  struct sigaction sa;
+
+  memset (&sa, 0, sizeof sa);
+  sigemptyset (&sa.sa_mask);
+  sa.sa_handler = SIG_IGN;
+  sigaction (SIGPIPE, &sa, old);
+}
+
 static void
 rm_smtp_signals_arm (RmSmtpSignals *saved, unsigned seconds)
 {
@@ -251,14 +326,10 @@ rm_smtp_signals_arm (RmSmtpSignals *saved, unsigned seconds)
   struct itimerval timer = { { 0, RM_SMTP_RETRY_USEC }, { seconds, 0 } };
   sigset_t alarm_only;
 
+  /* No SA_RESTART: the blocked connect() must fail with EINTR. */
   memset (&sa, 0, sizeof sa);
   sigemptyset (&sa.sa_mask);
-  sa.sa_handler = SIG_IGN;
-  sigaction (SIGPIPE, &sa, &saved->old_pipe);
-
-  /* No SA_RESTART: the blocked connect() must fail with EINTR. */
   sa.sa_handler = rm_smtp_on_alarm;
-  sa.sa_flags = 0;
   sigaction (SIGALRM, &sa, &saved->old_alarm);
 
   sigemptyset (&alarm_only);
@@ -292,7 +363,6 @@ rm_smtp_signals_restore (const RmSmtpSignals *saved)
   rm_smtp_timer_stop ();
   sigaction (SIGALRM, &saved->old_alarm, NULL);
   pthread_sigmask (SIG_SETMASK, &saved->old_mask, NULL);
-  sigaction (SIGPIPE, &saved->old_pipe, NULL);
   rm_smtp_old_timer_restore (saved);
 }
 
@@ -360,7 +430,7 @@ rm_smtp_fd_in (const GArray *fds, int fd)
 static void
 rm_smtp_take_socket (RmSmtpRun *run)
 {
-  GArray *now = rm_smtp_sockets_to (run->srv->port);
+  GArray *now = rm_smtp_sockets_to (run->port);
   int one = 1;
   int found = 0;
 
@@ -379,6 +449,74 @@ rm_smtp_take_socket (RmSmtpRun *run)
   g_array_unref (now);
 }
 
+/* ---- what the connection is ------------------------------------------- */
+
+/* Cuts libESMTP's connection: whatever it writes next never leaves. */
+static void
+rm_smtp_cut (RmSmtpRun *run)
+{
+  if (run->fd >= 0)
+    shutdown (run->fd, SHUT_RDWR);
+}
+
+/* At SMTP_EV_CONNECT: tells the relay which socket is libESMTP's, or
+ * checks that a plaintext password would go to a loopback address. */
+static void
+rm_smtp_check_peer (RmSmtpRun *run)
+{
+  struct sockaddr_storage peer;
+  socklen_t len = sizeof peer;
+
+  if (run->relay != NULL)
+    {
+      rm_smtp_relay_expect (run->relay, run->fd);
+      return;
+    }
+  if (run->srv->user == NULL || run->srv->tls != RM_TLS_NONE)
+    return;
+  if (run->fd >= 0
+      && getpeername (run->fd, (struct sockaddr *) &peer, &len) == 0
+      && rm_smtp_is_loopback ((struct sockaddr *) &peer))
+    {
+      run->peer_loopback = TRUE;
+      return;
+    }
+  run->plain_refused = TRUE;
+  rm_smtp_cut (run);
+}
+
+/* The certificate events: libESMTP asks whether to go on (*ok). */
+static void
+rm_smtp_on_certificate (RmSmtpRun *run, int event_no, va_list ap)
+{
+  const RmServer *srv = run->srv;
+  int *ok;
+  SSL *ssl;
+
+  switch (event_no)
+    {
+    case SMTP_EV_INVALID_PEER_CERTIFICATE:
+      (void) va_arg (ap, long);
+      ok = va_arg (ap, int *);
+      *ok = !srv->tls_verify && !run->tls.pin_mismatch;
+      break;
+    case SMTP_EV_NO_PEER_CERTIFICATE:
+      ok = va_arg (ap, int *);
+      *ok = !srv->tls_verify && !run->tls.has_pin;
+      break;
+    case SMTP_EV_WRONG_PEER_CERTIFICATE:
+      ok = va_arg (ap, int *);
+      (void) va_arg (ap, char *);
+      ssl = va_arg (ap, SSL *);
+      *ok = !srv->tls_verify
+            || rm_smtp_tls_name_ok (&run->tls,
+                                    SSL_get0_peer_certificate (ssl));
+      break;
+    default:
+      break;
+    }
+}
+
 /* ---- libESMTP callbacks ------------------------------------------------- */
 
 static void rm_smtp_message_sent (RmSmtpRun *run, smtp_message_t message);
@@ -387,68 +525,229 @@ static void
 rm_smtp_on_event (smtp_session_t session, int event_no, void *arg, ...)
 {
   RmSmtpRun *run = arg;
+  va_list ap;
 
   (void) session;
+  va_start (ap, arg);
   switch (event_no)
     {
     case SMTP_EV_CONNECT:
       rm_smtp_timer_stop ();
       run->connected = TRUE;
       rm_smtp_take_socket (run);
+      rm_smtp_check_peer (run);
       break;
     case SMTP_EV_EXTNA_8BITMIME:
       run->no_8bitmime = TRUE;
       break;
+    case SMTP_EV_EXTNA_STARTTLS:
+      run->no_starttls = TRUE;
+      break;
+    case SMTP_EV_STARTTLS_OK:
+      run->tls_active = TRUE;
+      break;
+    case SMTP_EV_INVALID_PEER_CERTIFICATE:
+    case SMTP_EV_NO_PEER_CERTIFICATE:
+    case SMTP_EV_WRONG_PEER_CERTIFICATE:
+      rm_smtp_on_certificate (run, event_no, ap);
+      break;
     case SMTP_EV_MESSAGESENT:
-      {
-        va_list ap;
-        smtp_message_t message;
-
-        va_start (ap, arg);
-        message = va_arg (ap, smtp_message_t);
-        va_end (ap);
-        rm_smtp_message_sent (run, message);
-      }
+      rm_smtp_message_sent (run, va_arg (ap, smtp_message_t));
       break;
     default:
       break;
     }
+  va_end (ap);
 }
 
-static gboolean
-rm_smtp_is_refusal (const char *line)
-{
-  return (line[0] == '4' || line[0] == '5') && g_ascii_isdigit (line[1])
-         && g_ascii_isdigit (line[2]) && (line[3] == ' ' || line[3] == '\0');
-}
-
-/* Keeps the last 4xx or 5xx reply line the server sent, to explain a
- * session that ends before any message status says why. */
-static void
-rm_smtp_on_monitor (const char *buf, int buflen, int writing, void *arg)
+/* Hands libESMTP's SASL plugins the user and the password, only over TLS
+ * or to a loopback address, and only for PLAIN and LOGIN: any other field
+ * (NTLM's realm) is refused. */
+static int
+rm_smtp_on_interact (auth_client_request_t request, char **result,
+                     int fields, void *arg)
 {
   RmSmtpRun *run = arg;
+  const RmServer *srv = run->srv;
+
+  if (!run->tls_active && !run->peer_loopback)
+    return 0;
+  for (int i = 0; i < fields; i++)
+    {
+      unsigned what = request[i].flags & (AUTH_USER | AUTH_PASS
+                                           | AUTH_REALM);
+
+      if (what == AUTH_USER)
+        result[i] = (char *) srv->user;
+      else if (what == AUTH_PASS)
+        result[i] = (char *) (srv->password != NULL ? srv->password : "");
+      else
+        return 0;
+    }
+  return 1;
+}
+
+/* ---- the monitor: server replies and command verbs ---------------------- */
+
+static gboolean
+rm_smtp_is_refusal_code (int code)
+{
+  return code >= 400 && code < 600;
+}
+
+static void
+rm_smtp_note_extension (RmSmtpRun *run, const char *text)
+{
+  if (g_ascii_strncasecmp (text, "AUTH", 4) != 0
+      || (text[4] != ' ' && text[4] != '=' && text[4] != '\0'))
+    return;
+  run->auth_offered = TRUE;
+  g_free (run->auth_mechs);
+  run->auth_mechs = g_strdup (text[4] != '\0' ? text + 5 : "");
+  g_strdelimit (run->auth_mechs, "\t\r\n", ' ');
+}
+
+/* A whole reply came: remember refusals and the outcome of AUTH. */
+static void
+rm_smtp_on_reply (RmSmtpRun *run, int code, const char *text)
+{
+  if (rm_smtp_is_refusal_code (code))
+    {
+      g_free (run->refusal);
+      run->refusal = g_strdup_printf ("%d %s", code, text);
+    }
+  if (strcmp (run->verb, "STARTTLS") == 0 && code != 220
+      && run->starttls_refusal == NULL)
+    run->starttls_refusal = g_strdup_printf ("%d %s", code, text);
+  if (!run->auth_pending || code == 334)
+    return;
+  run->auth_pending = FALSE;
+  if (code == 235)
+    {
+      run->authenticated = TRUE;
+      return;
+    }
+  run->auth_code = code;
+  g_free (run->auth_reply);
+  run->auth_reply = g_strdup (text);
+}
+
+static void
+rm_smtp_reply_line (RmSmtpRun *run, const char *line)
+{
+  const char *text;
+  gboolean last;
+  int code;
+
+  if (!rm_smtp_parse_line (line, &code, &last, &text))
+    {
+      g_string_truncate (run->reply, 0);
+      return;
+    }
+  if (strcmp (run->verb, "EHLO") == 0 && code == 250)
+    rm_smtp_note_extension (run, text);
+  rm_smtp_reply_append (run->reply, text);
+  if (!last)
+    return;
+  rm_smtp_on_reply (run, code, run->reply->str);
+  g_string_truncate (run->reply, 0);
+}
+
+static void
+rm_smtp_replies_read (RmSmtpRun *run, const char *buf, int buflen)
+{
   char *nl;
 
-  if (writing != SMTP_CB_READING || buflen <= 0)
-    return;
   g_string_append_len (run->partial, buf, buflen);
   while ((nl = memchr (run->partial->str, '\n', run->partial->len)) != NULL)
     {
       size_t len = nl - run->partial->str;
-      char *line = g_strndup (run->partial->str, len);
+      g_autofree char *line = g_strndup (run->partial->str, len);
 
-      g_strchomp (line);
-      if (rm_smtp_is_refusal (line))
-        {
-          g_free (run->refusal);
-          run->refusal = g_steal_pointer (&line);
-        }
-      g_free (line);
+      rm_smtp_reply_line (run, g_strchomp (line));
       g_string_erase (run->partial, 0, len + 1);
     }
   if (run->partial->len > RM_SMTP_LINE_MAX)
     g_string_truncate (run->partial, 0);
+}
+
+/* The verb of a command line, upper case, or "" when it is not one. */
+static void
+rm_smtp_verb_of (const char *line, size_t len, char verb[RM_SMTP_VERB_MAX])
+{
+  size_t n = 0;
+
+  while (n < len && n < RM_SMTP_VERB_MAX - 1 && g_ascii_isalpha (line[n]))
+    {
+      verb[n] = g_ascii_toupper (line[n]);
+      n++;
+    }
+  verb[n] = '\0';
+  if (n == len || (line[n] != ' ' && line[n] != '\r' && line[n] != ':'))
+    verb[0] = '\0';
+}
+
+/* One command line libESMTP is about to write. Lines after AUTH are
+ * SASL responses: never looked at beyond the absence of a verb. */
+static void
+rm_smtp_command (RmSmtpRun *run, const char *line, size_t len)
+{
+  char verb[RM_SMTP_VERB_MAX];
+
+  if (run->auth_pending
+      && (len < 5 || g_ascii_strncasecmp (line, "AUTH ", 5) != 0))
+    return;
+  rm_smtp_verb_of (line, len, verb);
+  if (verb[0] == '\0')
+    return;
+  memcpy (run->verb, verb, sizeof verb);
+  if (strcmp (verb, "EHLO") == 0)
+    {
+      run->auth_offered = FALSE;
+      g_clear_pointer (&run->auth_mechs, g_free);
+    }
+  else if (strcmp (verb, "STARTTLS") == 0)
+    run->starttls_sent = TRUE;
+  else if (strcmp (verb, "AUTH") == 0)
+    run->auth_tried = run->auth_pending = TRUE;
+  else if (strcmp (verb, "MAIL") == 0)
+    {
+      run->mail_started = TRUE;
+      if (run->srv->user != NULL && !run->authenticated)
+        {
+          run->auth_blocked = TRUE;
+          rm_smtp_cut (run);
+        }
+    }
+}
+
+/* Commands up to the first MAIL; the message data is not looked at. */
+static void
+rm_smtp_commands_written (RmSmtpRun *run, const char *buf, int buflen)
+{
+  const char *end = buf + buflen;
+
+  while (buf < end && !run->mail_started)
+    {
+      const char *nl = memchr (buf, '\n', end - buf);
+      size_t len = (nl != NULL ? nl : end) - buf;
+
+      rm_smtp_command (run, buf, len);
+      buf += len + 1;
+    }
+}
+
+static void
+rm_smtp_on_monitor (const char *buf, int buflen, int writing, void *arg)
+{
+  RmSmtpRun *run = arg;
+
+  if (buflen <= 0)
+    return;
+  if (writing == SMTP_CB_READING)
+    rm_smtp_replies_read (run, buf, buflen);
+  else if (writing == SMTP_CB_WRITING)
+    rm_smtp_commands_written (run, buf, buflen);
 }
 
 static void
@@ -489,6 +788,14 @@ rm_smtp_read_message (void **ctx, int *len, void *arg)
   if (m->read_errno != 0)
     {
       errno = m->read_errno;
+      return NULL;
+    }
+  if (m->run->srv->user != NULL && !m->run->authenticated)
+    {
+      /* NULL with errno set: libESMTP drops the connection before the
+       * final dot (libesmtp-facts.md, 5b). */
+      m->run->auth_blocked = TRUE;
+      errno = EACCES;
       return NULL;
     }
 
@@ -540,12 +847,43 @@ rm_smtp_set_library_error (GError **error, const char *what)
                "libesmtp: %s: %s", what, why);
 }
 
+/* STARTTLS with this session's own context, required: never libESMTP's
+ * context, which crashes the second session of a process and trusts the
+ * caller's HOME (libesmtp-facts.md, 1 and 2b). */
+static gboolean
+rm_smtp_set_starttls (smtp_session_t session, RmSmtpRun *run)
+{
+  if (run->srv->tls != RM_TLS_STARTTLS)
+    return smtp_starttls_enable (session, Starttls_DISABLED);
+  return run->ctx != NULL && smtp_starttls_set_ctx (session, run->ctx)
+         && smtp_starttls_enable (session, Starttls_REQUIRED);
+}
+
+static gboolean
+rm_smtp_set_auth (smtp_session_t session, RmSmtpRun *run)
+{
+  static gsize initialised = 0;
+
+  if (run->srv->user == NULL)
+    return TRUE;
+  if (g_once_init_enter (&initialised))
+    {
+      auth_client_init ();
+      g_once_init_leave (&initialised, 1);
+    }
+  run->auth = auth_create_context ();
+  return run->auth != NULL
+         && auth_set_mechanism_flags (run->auth, AUTH_PLUGIN_PLAIN, 0)
+         && auth_set_interact_cb (run->auth, rm_smtp_on_interact, run)
+         && smtp_auth_set_context (session, run->auth);
+}
+
 static smtp_session_t
 rm_smtp_session_new (RmSmtpRun *run, GError **error)
 {
   const RmServer *srv = run->srv;
   g_autofree char *hostport = g_strdup_printf ("%s:%u", srv->host,
-                                               srv->port);
+                                               run->port);
   unsigned timeout = rm_smtp_seconds (srv->timeout, RM_SMTP_DEFAULT_TIMEOUT);
   smtp_session_t session = smtp_create_session ();
 
@@ -556,7 +894,8 @@ rm_smtp_session_new (RmSmtpRun *run, GError **error)
     }
   if (!smtp_set_server (session, hostport)
       || !smtp_set_hostname (session, srv->helo)
-      || !smtp_starttls_enable (session, Starttls_DISABLED)
+      || !rm_smtp_set_starttls (session, run)
+      || !rm_smtp_set_auth (session, run)
       || !rm_smtp_set_timeouts (session, timeout)
       || !smtp_set_eventcb (session, rm_smtp_on_event, run)
       || !smtp_set_monitorcb (session, rm_smtp_on_monitor, run, 0))
@@ -743,6 +1082,8 @@ rm_smtp_missing_reason (const RmSmtpMsg *m, int err)
                      "be read");
   if (run->refusal != NULL)
     return g_strdup_printf ("server said %s", run->refusal);
+  if (run->relay_error != NULL)
+    return g_strdup_printf ("implicit TLS relay: %s", run->relay_error);
   return rm_smtp_describe_errno (err);
 }
 
@@ -884,6 +1225,88 @@ rm_smtp_set_session_error (const RmSmtpRun *run, int err, GError **error)
                  "connect to %s:%u: %s", srv->host, srv->port, why);
 }
 
+/* ---- what cut a session short ------------------------------------------ */
+
+/* Why no message could even be tried: TLS or AUTH, which libESMTP does
+ * not report; NULL when the messages tell. */
+static char *
+rm_smtp_tls_problem (const RmSmtpRun *run)
+{
+  g_autofree char *why = NULL;
+
+  if (run->no_starttls)
+    return g_strdup ("server does not offer STARTTLS, which tls = starttls "
+                     "requires; nothing was sent in plaintext");
+  if (run->starttls_refusal != NULL)
+    return g_strdup_printf ("server refused STARTTLS: %s",
+                            run->starttls_refusal);
+  if (!run->starttls_sent || run->tls_active)
+    return NULL;
+  why = rm_smtp_tls_failure (&run->tls);
+  return g_strdup_printf ("TLS: %s", why);
+}
+
+static char *
+rm_smtp_auth_problem (const RmSmtpRun *run)
+{
+  if (run->plain_refused)
+    return g_strdup ("refusing to send the password over plaintext to an "
+                     "address that is not loopback; set tls = starttls "
+                     "or tls = implicit");
+  if (!run->auth_blocked || run->auth_code != 0)
+    return NULL;
+  if (!run->auth_offered)
+    return g_strdup ("server does not offer AUTH, and a user is "
+                     "configured; nothing was sent");
+  if (!run->auth_tried)
+    return g_strdup_printf ("server offers no AUTH mechanism rampmail can "
+                            "use (PLAIN, LOGIN): it offers %s",
+                            run->auth_mechs);
+  return g_strdup ("authentication did not succeed; nothing was sent");
+}
+
+/* The server refused AUTH: every message waits, with that reply. */
+static void
+rm_smtp_judge_auth_refused (RmSmtpRun *run)
+{
+  for (size_t i = 0; i < run->n_msgs; i++)
+    {
+      RmSmtpMsg *m = &run->msgs[i];
+
+      if (m->handle == NULL || m->judged)
+        continue;
+      rm_smtp_set_result (&m->attempt->result, &m->attempt->smtp_code,
+                          &m->attempt->reply, RM_RESULT_TEMPFAIL,
+                          run->auth_code, run->auth_reply);
+    }
+}
+
+static gboolean
+rm_smtp_conclude (RmSmtpRun *run, int err, GError **error)
+{
+  const RmServer *srv = run->srv;
+  g_autofree char *tls = rm_smtp_tls_problem (run);
+  g_autofree char *auth = tls == NULL ? rm_smtp_auth_problem (run) : NULL;
+
+  if (tls != NULL || auth != NULL)
+    {
+      g_set_error (error, RM_SMTP_ERROR,
+                   tls != NULL ? RM_SMTP_ERROR_TLS : RM_SMTP_ERROR_AUTH,
+                   "%s:%u: %s", srv->host, srv->port,
+                   tls != NULL ? tls : auth);
+      return FALSE;
+    }
+  if (run->auth_blocked)
+    {
+      rm_smtp_judge_auth_refused (run);
+      return TRUE;
+    }
+  for (size_t i = 0; i < run->n_msgs; i++)
+    if (run->msgs[i].handle != NULL && !run->msgs[i].judged)
+      rm_smtp_judge_message (&run->msgs[i], run->msgs[i].attempt, err);
+  return TRUE;
+}
+
 /* ---- send --------------------------------------------------------------- */
 
 static void
@@ -891,9 +1314,11 @@ rm_smtp_run_init (RmSmtpRun *run, const RmServer *srv)
 {
   memset (run, 0, sizeof *run);
   run->srv = srv;
+  run->port = srv->port;
   run->fd = -1;
   run->buf = g_malloc (RM_SMTP_CHUNK);
   run->partial = g_string_new (NULL);
+  run->reply = g_string_new (NULL);
 }
 
 static void
@@ -901,9 +1326,18 @@ rm_smtp_run_clear (RmSmtpRun *run)
 {
   g_free (run->buf);
   g_string_free (run->partial, TRUE);
+  g_string_free (run->reply, TRUE);
   g_free (run->refusal);
   if (run->old_fds != NULL)
     g_array_unref (run->old_fds);
+  if (run->auth != NULL)
+    auth_destroy_context (run->auth);
+  SSL_CTX_free (run->ctx);
+  rm_smtp_tls_clear (&run->tls);
+  g_free (run->relay_error);
+  g_free (run->starttls_refusal);
+  g_free (run->auth_mechs);
+  g_free (run->auth_reply);
 }
 
 static void
@@ -914,6 +1348,46 @@ rm_smtp_msgs_free (RmSmtpMsg *ms, size_t n_msgs)
   g_free (ms);
 }
 
+/* Implicit TLS: connects and does the handshake here, then points
+ * libESMTP at the relay. */
+static gboolean
+rm_smtp_implicit_open (smtp_session_t session, RmSmtpRun *run,
+                       GError **error)
+{
+  const RmServer *srv = run->srv;
+  g_autoptr (GString) scratch = g_string_new (NULL);
+  g_autofree char *relay = NULL;
+  unsigned timeout = rm_smtp_seconds (srv->timeout, RM_SMTP_DEFAULT_TIMEOUT);
+  RmSmtpConn c = { .fd = -1, .timeout_ms = (int) timeout * 1000 };
+  SSL *ssl;
+
+  if (!rm_smtp_conn_open (&c, srv, scratch, error))
+    return FALSE;
+  ssl = rm_smtp_tls_connect (run->ctx, c.fd, c.timeout_ms, error);
+  if (ssl != NULL)
+    run->relay = rm_smtp_relay_start (
+        ssl, c.fd, rm_smtp_seconds (srv->connect_timeout,
+                                    RM_SMTP_DEFAULT_CONNECT_TIMEOUT),
+        timeout + 5, error);
+  if (run->relay == NULL)
+    {
+      g_prefix_error (error, "%s:%u: %s", srv->host, srv->port,
+                      ssl == NULL ? "TLS: " : "");
+      SSL_free (ssl);
+      close (c.fd);
+      return FALSE;
+    }
+  run->tls_active = TRUE;
+  run->port = rm_smtp_relay_port (run->relay);
+  relay = g_strdup_printf ("127.0.0.1:%u", run->port);
+  if (!smtp_set_server (session, relay))
+    {
+      rm_smtp_set_library_error (error, "cannot set the relay");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 rm_smtp_run_session (smtp_session_t session, RmSmtpRun *run, int *err)
 {
@@ -922,12 +1396,48 @@ rm_smtp_run_session (smtp_session_t session, RmSmtpRun *run, int *err)
                                       RM_SMTP_DEFAULT_CONNECT_TIMEOUT);
   int ok;
 
-  run->old_fds = rm_smtp_sockets_to (run->srv->port);
+  run->old_fds = rm_smtp_sockets_to (run->port);
   rm_smtp_signals_arm (&saved, seconds);
   ok = smtp_start_session (session);
   *err = smtp_errno ();
   rm_smtp_signals_restore (&saved);
   return ok != 0;
+}
+
+/* Connects (through the relay for implicit TLS) and runs the session,
+ * with SIGPIPE ignored throughout. */
+static gboolean
+rm_smtp_deliver (smtp_session_t session, RmSmtpRun *run, int *err,
+                 GError **error)
+{
+  struct sigaction old_pipe;
+  gboolean ok = TRUE;
+
+  rm_smtp_sigpipe_ignore (&old_pipe);
+  if (run->srv->tls == RM_TLS_IMPLICIT)
+    ok = rm_smtp_implicit_open (session, run, error);
+  if (ok && !rm_smtp_run_session (session, run, err))
+    {
+      rm_smtp_set_session_error (run, *err, error);
+      ok = FALSE;
+    }
+  if (run->relay != NULL)
+    run->relay_error = rm_smtp_relay_finish (g_steal_pointer (&run->relay));
+  sigaction (SIGPIPE, &old_pipe, NULL);
+  return ok;
+}
+
+static gboolean
+rm_smtp_prepare (RmSmtpRun *run, const RmServer *srv, GError **error)
+{
+  if (!rm_smtp_check_server (srv, error)
+      || !rm_smtp_check_library_host (srv, error)
+      || !rm_smtp_check_auth_policy (srv, error))
+    return FALSE;
+  if (srv->tls == RM_TLS_NONE)
+    return TRUE;
+  run->ctx = rm_smtp_tls_context (&run->tls, srv, error);
+  return run->ctx != NULL;
 }
 
 static gboolean
@@ -936,17 +1446,17 @@ rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
 {
   RmSmtpRun run;
   RmSmtpMsg *ms;
-  smtp_session_t session;
+  smtp_session_t session = NULL;
   gboolean any = FALSE;
-  gboolean ok = TRUE;
+  gboolean ok;
   int err = 0;
 
   if (n_msgs == 0)
     return TRUE;
-  if (!rm_smtp_check_server (srv, error))
-    return FALSE;
   rm_smtp_run_init (&run, srv);
-  session = rm_smtp_session_new (&run, error);
+  ok = rm_smtp_prepare (&run, srv, error);
+  if (ok)
+    session = rm_smtp_session_new (&run, error);
   if (session == NULL)
     {
       rm_smtp_run_clear (&run);
@@ -965,313 +1475,14 @@ rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
       any = any || ms[i].handle != NULL;
     }
 
-  if (ok && any && !rm_smtp_run_session (session, &run, &err))
-    {
-      rm_smtp_set_session_error (&run, err, error);
-      ok = FALSE;
-    }
-  for (size_t i = 0; i < n_msgs && ok; i++)
-    if (ms[i].handle != NULL && !ms[i].judged)
-      rm_smtp_judge_message (&ms[i], &attempt[i], err);
+  if (ok && any)
+    ok = rm_smtp_deliver (session, &run, &err, error);
+  if (ok && any)
+    ok = rm_smtp_conclude (&run, err, error);
 
   smtp_destroy_session (session);
   rm_smtp_msgs_free (ms, n_msgs);
   rm_smtp_run_clear (&run);
-  return ok;
-}
-
-/* ---- verify ------------------------------------------------------------- */
-
-static gboolean
-rm_smtp_wait (int fd, short events, int timeout_ms)
-{
-  struct pollfd p = { .fd = fd, .events = events };
-  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
-  int n;
-
-  for (;;)
-    {
-      int left = (int) ((deadline - g_get_monotonic_time ()) / 1000);
-
-      n = poll (&p, 1, MAX (left, 0));
-      if (n >= 0 || errno != EINTR)
-        break;
-    }
-  if (n == 0)
-    errno = ETIMEDOUT;
-  return n > 0;
-}
-
-static int
-rm_smtp_connect_one (const struct addrinfo *ai, int timeout_ms)
-{
-  int fd = socket (ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK
-                                      | SOCK_CLOEXEC, ai->ai_protocol);
-  int soerr = 0;
-  socklen_t len = sizeof soerr;
-
-  if (fd < 0)
-    return -1;
-  if (connect (fd, ai->ai_addr, ai->ai_addrlen) == 0)
-    return fd;
-  if (errno == EINPROGRESS && rm_smtp_wait (fd, POLLOUT, timeout_ms)
-      && getsockopt (fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0)
-    {
-      if (soerr == 0)
-        return fd;
-      errno = soerr;
-    }
-  soerr = errno;
-  close (fd);
-  errno = soerr;
-  return -1;
-}
-
-static char *
-rm_smtp_address_string (const struct addrinfo *ai)
-{
-  char host[NI_MAXHOST];
-
-  if (getnameinfo (ai->ai_addr, ai->ai_addrlen, host, sizeof host, NULL, 0,
-                   NI_NUMERICHOST) != 0)
-    return g_strdup ("?");
-  return g_strdup (host);
-}
-
-static gboolean
-rm_smtp_conn_open (RmSmtpConn *c, const RmServer *srv, GString *report,
-                   GError **error)
-{
-  struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
-  struct addrinfo *res = NULL;
-  g_autofree char *port = g_strdup_printf ("%u", srv->port);
-  unsigned seconds = rm_smtp_seconds (srv->connect_timeout,
-                                      RM_SMTP_DEFAULT_CONNECT_TIMEOUT);
-  int rc = getaddrinfo (srv->host, port, &hints, &res);
-  int last = 0;
-
-  if (rc != 0)
-    {
-      g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONNECT,
-                   "resolve %s: %s", srv->host, gai_strerror (rc));
-      return FALSE;
-    }
-  for (struct addrinfo *ai = res; ai != NULL && c->fd < 0; ai = ai->ai_next)
-    {
-      g_autofree char *addr = rm_smtp_address_string (ai);
-
-      c->fd = rm_smtp_connect_one (ai, (int) seconds * 1000);
-      last = errno;
-      if (c->fd >= 0)
-        g_string_append_printf (report, "connected to %s:%u (%s)\n",
-                                srv->host, srv->port, addr);
-      else
-        g_string_append_printf (report, "connect to %s:%u (%s): %s\n",
-                                srv->host, srv->port, addr,
-                                g_strerror (last));
-    }
-  freeaddrinfo (res);
-  if (c->fd < 0)
-    g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONNECT,
-                 "connect to %s:%u: %s", srv->host, srv->port,
-                 g_strerror (last));
-  return c->fd >= 0;
-}
-
-static char *
-rm_smtp_conn_line (RmSmtpConn *c, GError **error)
-{
-  char *nl;
-  ssize_t n;
-
-  while ((nl = memchr (c->buf, '\n', c->len)) == NULL)
-    {
-      if (c->len == sizeof c->buf)
-        {
-          g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-                       "reply line longer than %d octets", RM_SMTP_LINE_MAX);
-          return NULL;
-        }
-      if (!rm_smtp_wait (c->fd, POLLIN, c->timeout_ms))
-        n = -1;
-      else
-        n = read (c->fd, c->buf + c->len, sizeof c->buf - c->len);
-      if (n == 0 || (n < 0 && errno != ETIMEDOUT))
-        {
-          g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-                       "no reply: %s", n == 0 ? "connection closed"
-                                              : g_strerror (errno));
-          return NULL;
-        }
-      if (n < 0)
-        {
-          g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-                       "no reply within %d s", c->timeout_ms / 1000);
-          return NULL;
-        }
-      c->len += (size_t) n;
-    }
-
-  char *line = g_strndup (c->buf, nl - c->buf);
-
-  c->len -= (size_t) (nl + 1 - c->buf);
-  memmove (c->buf, nl + 1, c->len);
-  return g_strchomp (line);
-}
-
-/* Reads one reply; returns its code (0 on error) and its lines. */
-static int
-rm_smtp_conn_reply (RmSmtpConn *c, GPtrArray *lines, GError **error)
-{
-  for (int i = 0; i < RM_SMTP_REPLY_LINES; i++)
-    {
-      char *line = rm_smtp_conn_line (c, error);
-
-      if (line == NULL)
-        return 0;
-      g_ptr_array_add (lines, line);
-      if (strlen (line) < 3 || !g_ascii_isdigit (line[0])
-          || !g_ascii_isdigit (line[1]) || !g_ascii_isdigit (line[2])
-          || (line[3] != ' ' && line[3] != '-' && line[3] != '\0'))
-        break;
-      if (line[3] != '-')
-        return (int) g_ascii_strtoll (line, NULL, 10);
-    }
-  g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-               "malformed reply");
-  return 0;
-}
-
-static gboolean
-rm_smtp_conn_send (RmSmtpConn *c, const char *command, GError **error)
-{
-  size_t len = strlen (command);
-  size_t done = 0;
-
-  while (done < len)
-    {
-      ssize_t n = send (c->fd, command + done, len - done, MSG_NOSIGNAL);
-
-      if (n < 0 && errno == EAGAIN && rm_smtp_wait (c->fd, POLLOUT,
-                                                    c->timeout_ms))
-        continue;
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        {
-          g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-                       "send: %s", g_strerror (errno));
-          return FALSE;
-        }
-      done += (size_t) n;
-    }
-  return TRUE;
-}
-
-/* Sends command (if any) and reads the reply into lines. */
-static int
-rm_smtp_conn_ask (RmSmtpConn *c, const char *command, GPtrArray *lines,
-                  GError **error)
-{
-  g_ptr_array_set_size (lines, 0);
-  if (command != NULL && !rm_smtp_conn_send (c, command, error))
-    return 0;
-  return rm_smtp_conn_reply (c, lines, error);
-}
-
-static void
-rm_smtp_report_extensions (GString *report, GPtrArray *lines)
-{
-  g_string_append (report, "EHLO extensions:");
-  for (guint i = 1; i < lines->len; i++)
-    g_string_append_printf (report, "%s %s", i > 1 ? "," : "",
-                            (char *) g_ptr_array_index (lines, i) + 4);
-  if (lines->len < 2)
-    g_string_append (report, " none");
-  g_string_append_c (report, '\n');
-}
-
-static gboolean
-rm_smtp_greet (RmSmtpConn *c, const RmServer *srv, GString *report,
-               GError **error)
-{
-  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
-  g_autofree char *ehlo = g_strdup_printf ("EHLO %s\r\n", srv->helo);
-  g_autofree char *helo = g_strdup_printf ("HELO %s\r\n", srv->helo);
-  int code = rm_smtp_conn_ask (c, NULL, lines, error);
-
-  if (code == 0)
-    return FALSE;
-  g_string_append_printf (report, "greeting: %s\n",
-                          (char *) g_ptr_array_index (lines, 0));
-  if (code != 220)
-    {
-      g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-                   "greeting refused: %s",
-                   (char *) g_ptr_array_index (lines, 0));
-      return FALSE;
-    }
-
-  code = rm_smtp_conn_ask (c, ehlo, lines, error);
-  if (code / 100 == 2)
-    {
-      g_string_append_printf (report, "EHLO: %s\n",
-                              (char *) g_ptr_array_index (lines, 0));
-      rm_smtp_report_extensions (report, lines);
-      return TRUE;
-    }
-  if (code == 0)
-    return FALSE;
-  g_string_append_printf (report, "EHLO refused: %s\n",
-                          (char *) g_ptr_array_index (lines, 0));
-
-  code = rm_smtp_conn_ask (c, helo, lines, error);
-  if (code == 0)
-    return FALSE;
-  g_string_append_printf (report, "HELO: %s\n",
-                          (char *) g_ptr_array_index (lines, 0));
-  if (code / 100 != 2)
-    g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-                 "EHLO and HELO refused: %s",
-                 (char *) g_ptr_array_index (lines, 0));
-  return code / 100 == 2;
-}
-
-static void
-rm_smtp_quit (RmSmtpConn *c, GString *report)
-{
-  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GError) local = NULL;
-
-  if (rm_smtp_conn_ask (c, "QUIT\r\n", lines, &local) != 0)
-    g_string_append_printf (report, "QUIT: %s\n",
-                            (char *) g_ptr_array_index (lines, 0));
-  else
-    g_string_append_printf (report, "QUIT: %s\n", local->message);
-}
-
-static gboolean
-rm_smtp_verify (const RmServer *srv, GString *report, GError **error)
-{
-  RmSmtpConn c = { .fd = -1 };
-  char version[64];
-  gboolean ok;
-
-  if (smtp_version (version, sizeof version, 0))
-    g_string_append_printf (report, "client: libESMTP %s\n", version);
-  if (!rm_smtp_check_server (srv, error))
-    return FALSE;
-  c.timeout_ms = (int) rm_smtp_seconds (srv->timeout,
-                                        RM_SMTP_DEFAULT_TIMEOUT) * 1000;
-  if (!rm_smtp_conn_open (&c, srv, report, error))
-    return FALSE;
-
-  ok = rm_smtp_greet (&c, srv, report, error);
-  if (ok)
-    rm_smtp_quit (&c, report);
-  close (c.fd);
-  if (!ok)
-    g_prefix_error (error, "%s:%u: ", srv->host, srv->port);
   return ok;
 }
 

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include "deliver.h"
 #include "errors.h"
 #include "log.h"
+#include "mime.h"
 #include "modules.h"
 #include "secret.h"
 
@@ -28,6 +30,22 @@ rm_context_init (RmContext *ctx, RmConfig *config, GError **error)
                                    config->selector, error);
   if (ctx->selector == NULL)
     return FALSE;
+  ctx->warmups = g_new0 (const RmWarmupOps *, config->servers->len);
+  for (guint i = 0; i < config->servers->len; i++)
+    {
+      RmServerConf *srv = config->servers->pdata[i];
+
+      if (strcmp (srv->ramp.warmup, "none") == 0)
+        continue;
+      ctx->warmups[i] = rm_modules_load (config->plugin_dir,
+                                         RM_PLUGIN_WARMUP, srv->ramp.warmup,
+                                         error);
+      if (ctx->warmups[i] == NULL)
+        {
+          g_prefix_error (error, "[server %s] warmup: ", srv->name);
+          return FALSE;
+        }
+    }
   ctx->tz = config->timezone ? g_time_zone_new_identifier (config->timezone)
                              : NULL;
   if (ctx->tz == NULL)
@@ -43,6 +61,7 @@ rm_context_clear (RmContext *ctx)
   g_clear_pointer (&ctx->state, rm_state_free);
   g_clear_pointer (&ctx->tz, g_time_zone_unref);
   g_clear_pointer (&ctx->rnd, g_rand_free);
+  g_clear_pointer (&ctx->warmups, g_free);
 }
 
 char *
@@ -85,6 +104,9 @@ typedef struct {
   gboolean attempted;     /* offered to a server in this run */
   gboolean retry_elsewhere; /* a recipient failed temporarily last round */
   gboolean no_failover;   /* outcome unknown: wait for a later run */
+  gboolean failed_now;    /* a temporary failure in this run */
+  gboolean waiting;       /* some recipients wait for an allowance */
+  gint64 next_window;     /* when the first server may take them */
   gboolean finished;      /* recorded and unlocked; nothing left to do */
 } Job;
 
@@ -173,49 +195,148 @@ job_open (RmContext *ctx, const RmRunOptions *run, const char *id,
   job->size = st.st_size;
   job->tried = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   job->refusals = g_ptr_array_new_with_free_func (refusal_free);
+  job->next_window = G_MAXINT64;
   return job;
 }
 
 /* ---- choosing servers ----------------------------------------------------- */
 
+static void
+quota_spec (RmContext *ctx, guint i, RmQuotaSpec *spec)
+{
+  RmServerConf *conf = ctx->config->servers->pdata[i];
+  const RmRampConf *ramp = &conf->ramp;
+
+  memset (spec, 0, sizeof *spec);
+  spec->server = conf->name;
+  spec->warmup = ctx->warmups[i];
+  if (ramp->schedule != NULL)
+    {
+      spec->params.schedule = (const guint *) ramp->schedule->data;
+      spec->params.schedule_len = ramp->schedule->len;
+    }
+  spec->params.start = ramp->start;
+  spec->params.growth = ramp->growth;
+  spec->params.cap = ramp->cap;
+  spec->params.min_share = ramp->min_share;
+  spec->params.restart_after = ramp->restart_after;
+  spec->min_gap = ramp->min_gap;
+  spec->hourly_share = ramp->hourly_share;
+  spec->max_rcpts = conf->max_rcpts;
+}
+
+/* May server i take (part of) job now? Caps are checked later, inside the
+ * reservation's transaction. */
 static gboolean
 server_usable (RmContext *ctx, const RmRunOptions *run, const Job *job,
-               const RmServerConf *srv, gint64 now)
+               guint i, gint64 now)
 {
+  RmServerConf *srv = ctx->config->servers->pdata[i];
+
   if (g_hash_table_contains (job->tried, srv->name))
+    return FALSE;
+  /* A rewritten From would break the signature. */
+  if (job->entry->dkim && srv->from == RM_FROM_ACCOUNT)
     return FALSE;
   return run->flush || rm_state_backoff_until (ctx->state, srv->name) <= now;
 }
 
-static RmServerConf *
-choose_server (RmContext *ctx, const RmRunOptions *run, Job *job,
-               GError **error)
+/* A share of one job's recipients for one server in one round. */
+typedef struct {
+  Job *job;
+  RmServerConf *conf;
+  GPtrArray *rcpts;       /* char *, borrowed from the entry */
+  guint granted;          /* how many recipients it may take */
+  gint64 reservation;
+} Part;
+
+static void
+part_free (gpointer data)
+{
+  Part *part = data;
+
+  g_ptr_array_unref (part->rcpts);
+  g_free (part);
+}
+
+/* Reserves a server for up to want recipients of job. NULL when no
+ * server can take any now (job->waiting tells if an allowance is why). */
+static Part *
+reserve_part (RmContext *ctx, const RmRunOptions *run, Job *job, guint want,
+              GError **error)
 {
   GPtrArray *servers = ctx->config->servers;
-  g_autoptr (GPtrArray) usable = g_ptr_array_new ();
-  g_autoptr (GPtrArray) names = g_ptr_array_new ();
-  g_autofree char *day = NULL;
+  g_autofree RmQuotaSpec *specs = g_new0 (RmQuotaSpec, servers->len);
+  g_autofree guint *index = g_new0 (guint, servers->len);
   gint64 now = now_seconds ();
-  RmServerConf *srv;
-  guint pick;
+  gint64 window = G_MAXINT64;
+  guint n = 0, chosen = 0, granted = 0;
+  gint64 reservation = 0;
+  Part *part;
 
-  if (!open_state (ctx, error))
-    return NULL;
   for (guint i = 0; i < servers->len; i++)
-    if (server_usable (ctx, run, job, servers->pdata[i], now))
+    if (server_usable (ctx, run, job, i, now))
       {
-        g_ptr_array_add (usable, servers->pdata[i]);
-        g_ptr_array_add (names, ((RmServerConf *) servers->pdata[i])->name);
+        quota_spec (ctx, i, &specs[n]);
+        index[n++] = i;
       }
-  if (usable->len == 0)
+  if (n == 0)
     return NULL;
-  day = rm_context_today (ctx);
-  if (!rm_state_choose (ctx->state, day, names, ctx->selector, ctx->rnd,
-                        &pick, error))
+  if (!rm_state_reserve (ctx->state, specs, n, ctx->selector, ctx->rnd, now,
+                         ctx->tz, want, &chosen, &granted, &reservation,
+                         &window, error))
     return NULL;
-  srv = usable->pdata[pick];
-  g_hash_table_add (job->tried, g_strdup (srv->name));
-  return srv;
+  if (granted == 0)
+    {
+      job->waiting = TRUE;
+      job->next_window = MIN (job->next_window, window);
+      return NULL;
+    }
+  part = g_new0 (Part, 1);
+  part->job = job;
+  part->conf = servers->pdata[index[chosen]];
+  part->rcpts = g_ptr_array_new ();
+  part->granted = granted;
+  part->reservation = reservation;
+  g_hash_table_add (job->tried, g_strdup (part->conf->name));
+  return part;
+}
+
+/* Splits job's recipients over servers with room for them; adds the parts
+ * to groups (server -> parts). */
+static void
+assign_job (RmContext *ctx, const RmRunOptions *run, Job *job,
+            GHashTable *groups)
+{
+  GPtrArray *rcpts = job->entry->rcpts;
+  guint next = 0;
+
+  while (next < rcpts->len)
+    {
+      g_autoptr (GError) error = NULL;
+      Part *part = reserve_part (ctx, run, job, rcpts->len - next, &error);
+      GPtrArray *group;
+      guint granted;
+
+      if (part == NULL)
+        {
+          if (error != NULL)
+            rm_log_warn ("%s: no server chosen: %s", job->entry->id,
+                         error->message);
+          return;
+        }
+      granted = MIN (rcpts->len - next, part->granted);
+      for (guint k = 0; k < granted; k++)
+        g_ptr_array_add (part->rcpts, rcpts->pdata[next + k]);
+      next += granted;
+      group = g_hash_table_lookup (groups, part->conf);
+      if (group == NULL)
+        {
+          group = g_ptr_array_new_with_free_func (part_free);
+          g_hash_table_insert (groups, part->conf, group);
+        }
+      g_ptr_array_add (group, part);
+    }
 }
 
 /* ---- one session with one server ---------------------------------------- */
@@ -278,9 +399,29 @@ log_recipient (const Job *job, const RmServerConf *srv, const char *rcpt,
 static char *
 full_reply (int code, const char *text)
 {
-  if (code == 0)
+  if (code == 0 || (text != NULL && atoi (text) == code))
     return g_strdup (text ? text : "");
   return g_strdup_printf ("%d %s", code, text ? text : "");
+}
+
+/* What a reply says about the server rather than the recipient. */
+typedef enum {
+  VERDICT_NONE = 0,
+  VERDICT_LOGIN,        /* 535 5.7.8, 534 5.7.9: fix the credentials */
+  VERDICT_EXHAUSTED,    /* 550 5.4.5: the provider's daily limit */
+  VERDICT_THROTTLED,    /* 421 or 454 4.7.0: too fast, too many logins */
+} ServerVerdict;
+
+static ServerVerdict
+server_verdict (int code, const char *reply)
+{
+  if (code == 535 || code == 534)
+    return VERDICT_LOGIN;
+  if (code == 550 && reply != NULL && strstr (reply, "5.4.5") != NULL)
+    return VERDICT_EXHAUSTED;
+  if (code == 421 || (code == 454 && reply && strstr (reply, "4.7.0")))
+    return VERDICT_THROTTLED;
+  return VERDICT_NONE;
 }
 
 /* The outcome of one recipient: its own, or the attempt's if the
@@ -304,82 +445,148 @@ outcome (const RmRecipient *rcpt, const RmAttempt *attempt, char **reply,
   return whole;
 }
 
-/* Sorts each recipient of job after a session with srv. Returns TRUE if
- * the server answered at all (some recipient got a reply other than 421
- * or a 2xx/5xx outcome), which tells a working server from a failing one. */
-static gboolean
-sort_outcomes (Job *job, const RmServerConf *srv, RmRecipient *rcpts,
-               guint n, const RmAttempt *attempt, RmDeliverStats *stats)
+static void
+drop_recipient (RmEntry *entry, const char *address)
 {
-  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
-  gboolean answered = FALSE;
+  for (guint i = 0; i < entry->rcpts->len; i++)
+    if (strcmp (entry->rcpts->pdata[i], address) == 0)
+      {
+        g_ptr_array_remove_index (entry->rcpts, i);
+        return;
+      }
+}
 
-  job->retry_elsewhere = FALSE;
-  for (guint i = 0; i < n; i++)
+/* What one session told about its server. */
+typedef struct {
+  gboolean answered;      /* some recipient got a real answer */
+  ServerVerdict verdict;
+  char *verdict_reply;
+} SessionNews;
+
+/* One recipient's outcome, to log. */
+typedef struct {
+  RmResultCode result;
+  char *address;
+  char *reply;
+} LogLine;
+
+static void
+log_line_clear (gpointer data)
+{
+  LogLine *line = data;
+
+  g_free (line->address);
+  g_free (line->reply);
+}
+
+/* One message of a session: a part, with what its outcome needs. */
+typedef struct {
+  RmMessage msg;
+  RmRecipient *rcpts;
+  RmContext *ctx;
+  Part *part;
+  RmDeliverStats *stats;
+  SessionNews *news;
+  char *sender;           /* envelope sender for this server */
+  int rewritten_fd;       /* From rewritten for the account, or -1 */
+  gboolean sorted;
+  GArray *log;            /* LogLine: logged once the queue has recorded
+                           * the outcome */
+} Outgoing;
+
+static void finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats);
+
+/* Sorts each recipient of a part after its message is done. Returns the
+ * recipients that count against the server's allowance. */
+static guint
+sort_outcomes (Outgoing *out, const RmAttempt *attempt)
+{
+  Job *job = out->part->job;
+  const RmServerConf *srv = out->part->conf;
+  guint used = 0;
+
+  for (size_t i = 0; i < out->msg.n_rcpts; i++)
     {
       g_autofree char *reply = NULL;
       int code;
-      RmResultCode result = outcome (&rcpts[i], attempt, &reply, &code);
+      RmResultCode result = outcome (&out->rcpts[i], attempt, &reply, &code);
+      ServerVerdict verdict = server_verdict (code, reply);
+      const char *address = out->rcpts[i].address;
 
-      log_recipient (job, srv, rcpts[i].address, result, reply);
-      if (result != RM_RESULT_TEMPFAIL || (code != 0 && code != 421))
-        answered = TRUE;
+      if (verdict != VERDICT_NONE)
+        {
+          /* The server's fault, not the recipient's: never a bounce. */
+          result = RM_RESULT_TEMPFAIL;
+          out->news->verdict = verdict;
+          g_free (out->news->verdict_reply);
+          out->news->verdict_reply = g_strdup (reply);
+        }
+      else if (result != RM_RESULT_TEMPFAIL || (code != 0 && code != 421))
+        out->news->answered = TRUE;
+      g_array_append_val (out->log, ((LogLine) { result, g_strdup (address),
+                                                 g_strdup (reply) }));
+      if (result == RM_RESULT_OK || result == RM_RESULT_UNKNOWN)
+        used++;
       if (result == RM_RESULT_OK)
-        stats->sent++;
+        {
+          out->stats->sent++;
+          drop_recipient (job->entry, address);
+        }
       else if (result == RM_RESULT_PERMFAIL)
-        add_refusal (job, rcpts[i].address, reply, srv);
+        {
+          add_refusal (job, address, reply, srv);
+          drop_recipient (job->entry, address);
+        }
       else
         {
           if (result == RM_RESULT_UNKNOWN)
             job->no_failover = TRUE;
           else
-            job->retry_elsewhere = TRUE;
+            job->retry_elsewhere = job->failed_now = TRUE;
           g_free (job->entry->last_error);
           job->entry->last_error = g_strdup_printf (
               "%s: %s", srv->name, *reply ? reply : "failed");
-          g_ptr_array_add (keep, g_strdup (rcpts[i].address));
         }
     }
-  g_ptr_array_set_size (job->entry->rcpts, 0);
-  for (guint i = 0; i < keep->len; i++)
-    g_ptr_array_add (job->entry->rcpts, g_strdup (keep->pdata[i]));
-  return answered;
+  return used;
 }
 
-/* One message of a session, with what its outcome needs. */
-typedef struct {
-  RmMessage msg;
-  RmRecipient *rcpts;
-  RmContext *ctx;
-  Job *job;
-  const RmServerConf *conf;
-  RmDeliverStats *stats;
-  gboolean sorted;        /* outcome recorded */
-  gboolean answered;      /* the server answered for it */
-} Outgoing;
-
-static void finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats);
-
-/* Records one message's outcome; an entry with nothing left to try is
- * finished at once (removed from the queue, bounces queued), so that a
- * crash later in the session cannot send it twice. */
+/* Records one message's outcome at once: the allowance it used, and an
+ * entry with nothing left to try is finished (removed from the queue,
+ * bounces queued), so that a crash later in the session cannot send it
+ * twice. */
 static void
 outgoing_settle (Outgoing *out, const RmAttempt *attempt)
 {
-  Job *job = out->job;
+  Job *job = out->part->job;
+  g_autoptr (GError) error = NULL;
+  guint used;
 
   if (out->sorted)
     return;
   out->sorted = TRUE;
   job->attempted = TRUE;
-  out->answered = sort_outcomes (job, out->conf, out->rcpts,
-                                 (guint) out->msg.n_rcpts, attempt,
-                                 out->stats);
+  out->log = g_array_new (FALSE, FALSE, sizeof (LogLine));
+  g_array_set_clear_func (out->log, log_line_clear);
+  used = sort_outcomes (out, attempt);
+  /* The queue first: the shorter the time between the server's reply and
+   * this record, the smaller the window for a duplicate after a crash. */
   if (job->entry->rcpts->len == 0)
     {
       finish_job (out->ctx, job, out->stats);
       job->finished = TRUE;
     }
+  for (guint i = 0; i < out->log->len; i++)
+    {
+      LogLine *line = &g_array_index (out->log, LogLine, i);
+
+      log_recipient (job, out->part->conf, line->address, line->result,
+                     line->reply);
+    }
+  g_clear_pointer (&out->log, g_array_unref);
+  if (!rm_state_settle (out->ctx->state, out->part->reservation, used,
+                        now_seconds (), out->ctx->tz, &error))
+    rm_log_error ("%s: %s", job->entry->id, error->message);
 }
 
 static void
@@ -389,24 +596,41 @@ on_message_done (RmMessage *msg, RmAttempt *attempt, gpointer user_data)
 }
 
 static void
-outgoing_fill (Outgoing *out, Job *job)
+outgoing_fill (Outgoing *out, RmContext *ctx, Part *part)
 {
-  guint n = job->entry->rcpts->len;
+  Job *job = part->job;
+  guint n = part->rcpts->len;
 
+  out->ctx = ctx;
+  out->part = part;
+  out->rewritten_fd = -1;
   out->rcpts = g_new0 (RmRecipient, n);
   for (guint i = 0; i < n; i++)
-    out->rcpts[i].address = job->entry->rcpts->pdata[i];
+    out->rcpts[i].address = part->rcpts->pdata[i];
+  out->sender = g_strdup (job->entry->sender);
+  out->msg.data_fd = job->fd;
+  if (part->conf->from == RM_FROM_ACCOUNT && *job->entry->sender != '\0')
+    {
+      g_autoptr (GError) error = NULL;
+
+      g_free (out->sender);
+      out->sender = g_strdup (part->conf->user);
+      out->rewritten_fd = rm_mime_rewrite_from (job->fd, part->conf->user,
+                                                &error);
+      if (out->rewritten_fd >= 0)
+        out->msg.data_fd = out->rewritten_fd;
+      else
+        rm_log_warn ("%s: %s", job->entry->id, error->message);
+    }
   out->msg.queue_id = job->entry->id;
-  out->msg.sender = job->entry->sender;
+  out->msg.sender = out->sender;
   out->msg.rcpts = out->rcpts;
   out->msg.n_rcpts = n;
   out->msg.body = job->entry->body;
-  out->msg.data_fd = job->fd;
   out->msg.size = job->size;
   out->msg.done = on_message_done;
   out->msg.done_data = out;
-  out->job = job;
-  lseek (job->fd, 0, SEEK_SET);
+  lseek (out->msg.data_fd, 0, SEEK_SET);
 }
 
 static void
@@ -415,30 +639,79 @@ outgoing_clear (Outgoing *out)
   for (size_t i = 0; i < out->msg.n_rcpts; i++)
     g_free (out->rcpts[i].reply);
   g_free (out->rcpts);
+  g_free (out->sender);
+  if (out->rewritten_fd >= 0)
+    close (out->rewritten_fd);
 }
 
-/* Sends jobs (Job *) over one session with srv and sorts the outcomes. */
+/* Acts on what a session said about its server. */
 static void
-send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
+judge_server (RmContext *ctx, const RmServerConf *conf, gboolean sent,
+              SessionNews *news)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *reason = NULL;
+  gint64 now = now_seconds ();
+
+  switch (news->verdict)
+    {
+    case VERDICT_LOGIN:
+      reason = g_strdup_printf ("login refused (%s): check user and the "
+                                "password; Gmail needs an app password",
+                                news->verdict_reply);
+      rm_state_server_hold (ctx->state, conf->name,
+                            now + ctx->config->retry_max * 6, reason, &error);
+      rm_log_error ("server %s: %s", conf->name, reason);
+      return;
+    case VERDICT_EXHAUSTED:
+      reason = g_strdup_printf ("daily sending limit reached (%s)",
+                                news->verdict_reply);
+      rm_state_server_hold (ctx->state, conf->name,
+                            rm_state_next_midnight (now, ctx->tz), reason,
+                            &error);
+      rm_log_warn ("server %s: %s; held until the next day", conf->name,
+                   reason);
+      return;
+    case VERDICT_THROTTLED:
+      news->answered = FALSE;
+      break;
+    case VERDICT_NONE:
+      break;
+    }
+  if (rm_state_server_result (ctx->state, conf->name, sent && news->answered,
+                              now, ctx->config->retry_min,
+                              ctx->config->retry_max, &error)
+      > 0)
+    rm_log_warn ("server %s failed; not tried again before the backoff "
+                 "ends", conf->name);
+  if (error != NULL)
+    rm_log_warn ("%s", error->message);
+}
+
+/* Sends parts (Part *) over one session with conf. */
+static void
+send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
             RmDeliverStats *stats)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree Outgoing *out = g_new0 (Outgoing, jobs->len);
-  g_autofree RmMessage **msgs = g_new0 (RmMessage *, jobs->len);
-  g_autofree RmAttempt *attempts = g_new0 (RmAttempt, jobs->len);
+  g_autofree Outgoing *out = g_new0 (Outgoing, parts->len);
+  g_autofree RmMessage **msgs = g_new0 (RmMessage *, parts->len);
+  g_autofree RmAttempt *attempts = g_new0 (RmAttempt, parts->len);
+  SessionNews news = { FALSE, VERDICT_NONE, NULL };
   const RmTransportOps *ops;
-  gboolean answered = FALSE;
   gboolean sent = FALSE;
   char *password = NULL;
   RmServer srv;
 
-  for (guint i = 0; i < jobs->len; i++)
+  for (guint i = 0; i < parts->len; i++)
     {
-      outgoing_fill (&out[i], jobs->pdata[i]);
-      out[i].ctx = ctx;
-      out[i].conf = conf;
+      Part *part = parts->pdata[i];
+
+      outgoing_fill (&out[i], ctx, part);
       out[i].stats = stats;
+      out[i].news = &news;
       msgs[i] = &out[i].msg;
+      rm_state_mark_sending (ctx->state, part->reservation);
     }
   ops = rm_modules_load (ctx->config->plugin_dir, RM_PLUGIN_TRANSPORT,
                          conf->transport, &error);
@@ -447,12 +720,12 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
   if (ops != NULL && (conf->user == NULL || password != NULL))
     {
       rm_server_view (ctx->config, conf, password, &srv);
-      sent = ops->send (&srv, msgs, jobs->len, attempts, &error);
+      sent = ops->send (&srv, msgs, parts->len, attempts, &error);
     }
   rm_secret_free (password);
   if (!sent && error != NULL)
     rm_log_warn ("server %s: %s", conf->name, error->message);
-  for (guint i = 0; i < jobs->len; i++)
+  for (guint i = 0; i < parts->len; i++)
     {
       if (!sent)
         {
@@ -461,19 +734,11 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
             attempts[i].reply = g_strdup (error->message);
         }
       outgoing_settle (&out[i], &attempts[i]);
-      answered |= out[i].answered;
       outgoing_clear (&out[i]);
       g_free (attempts[i].reply);
     }
-  g_clear_error (&error);
-  if (rm_state_server_result (ctx->state, conf->name, sent && answered,
-                              now_seconds (), ctx->config->retry_min,
-                              ctx->config->retry_max, &error)
-          > 0)
-    rm_log_warn ("server %s failed; not tried again before the backoff "
-                 "ends", conf->name);
-  if (error != NULL)
-    rm_log_warn ("%s", error->message);
+  judge_server (ctx, conf, sent, &news);
+  g_free (news.verdict_reply);
 }
 
 /* ---- rounds ------------------------------------------------------------- */
@@ -481,54 +746,41 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *jobs,
 static gboolean
 wants_server (const Job *job)
 {
-  if (job->entry->rcpts->len == 0 || job->no_failover)
+  if (job->finished || job->entry->rcpts->len == 0 || job->no_failover)
     return FALSE;
   return !job->attempted || job->retry_elsewhere;
 }
 
-/* Offers every job that still wants a server to one, in rounds, until no
- * job can go anywhere else. */
+/* Offers every job that still wants a server to servers with room, in
+ * rounds, until no job can go anywhere else. */
 static void
 deliver_jobs (RmContext *ctx, const RmRunOptions *run, GPtrArray *jobs,
               RmDeliverStats *stats)
 {
   GPtrArray *servers = ctx->config->servers;
+  g_autoptr (GError) error = NULL;
 
+  if (!open_state (ctx, &error))
+    {
+      rm_log_error ("%s", error->message);
+      return;
+    }
   for (;;)
     {
       g_autoptr (GHashTable) groups = g_hash_table_new_full (
           g_direct_hash, g_direct_equal, NULL,
           (GDestroyNotify) g_ptr_array_unref);
-      guint grouped = 0;
 
       for (guint i = 0; i < jobs->len; i++)
         {
-          g_autoptr (GError) error = NULL;
           Job *job = jobs->pdata[i];
-          RmServerConf *srv;
-          GPtrArray *group;
 
           if (!wants_server (job))
             continue;
           job->retry_elsewhere = FALSE;
-          srv = choose_server (ctx, run, job, &error);
-          if (srv == NULL)
-            {
-              if (error != NULL)
-                rm_log_warn ("%s: no server chosen: %s", job->entry->id,
-                             error->message);
-              continue;
-            }
-          group = g_hash_table_lookup (groups, srv);
-          if (group == NULL)
-            {
-              group = g_ptr_array_new ();
-              g_hash_table_insert (groups, srv, group);
-            }
-          g_ptr_array_add (group, job);
-          grouped++;
+          assign_job (ctx, run, job, groups);
         }
-      if (grouped == 0)
+      if (g_hash_table_size (groups) == 0)
         return;
       for (guint i = 0; i < servers->len; i++)
         {
@@ -584,6 +836,28 @@ report_refusals (RmContext *ctx, Job *job, GPtrArray *refusals,
                  job->entry->id, refusals->len);
 }
 
+/* Keeps the time spent waiting for an allowance, which does not count
+ * towards expiry. */
+static void
+account_waiting (RmEntry *entry, gboolean waiting, gint64 now)
+{
+  if (waiting && entry->waiting_since == 0)
+    entry->waiting_since = now;
+  if (!waiting && entry->waiting_since != 0)
+    {
+      entry->waited += now - entry->waiting_since;
+      entry->waiting_since = 0;
+    }
+}
+
+/* How long the entry has been failing: its age less the waiting. */
+static gint64
+failing_time (const RmEntry *entry, gint64 now)
+{
+  return now - entry->created - entry->waited
+         - (entry->waiting_since ? now - entry->waiting_since : 0);
+}
+
 static void
 expire (RmContext *ctx, Job *job, RmDeliverStats *stats)
 {
@@ -600,8 +874,8 @@ expire (RmContext *ctx, Job *job, RmDeliverStats *stats)
                                              : "not delivered in time");
       g_ptr_array_add (expired, r);
     }
-  rm_log_warn ("%s: expired after %" G_GINT64_FORMAT " s in the queue",
-               entry->id, now_seconds () - entry->created);
+  rm_log_warn ("%s: expired after failing for %" G_GINT64_FORMAT " s",
+               entry->id, failing_time (entry, now_seconds ()));
   report_refusals (ctx, job, expired, RM_BOUNCE_EXPIRED);
   stats->failed += entry->rcpts->len;
   g_ptr_array_set_size (entry->rcpts, 0);
@@ -628,6 +902,32 @@ earliest_backoff (RmContext *ctx)
   return first;
 }
 
+/* Sets when the entry is tried next. */
+static void
+schedule (RmContext *ctx, Job *job, gint64 now)
+{
+  RmEntry *entry = job->entry;
+
+  if (job->failed_now || job->no_failover)
+    {
+      entry->attempts++;
+      entry->next_attempt = now + rm_state_retry_delay (
+                                      entry->attempts,
+                                      ctx->config->retry_min,
+                                      ctx->config->retry_max);
+    }
+  else if (job->waiting)
+    {
+      entry->next_attempt = MAX (job->next_window, now + 1);
+      g_free (entry->last_error);
+      entry->last_error = g_strdup ("waiting for a server's allowance");
+    }
+  else
+    entry->next_attempt = MAX (earliest_backoff (ctx), now + 1);
+  if (job->attempted)
+    entry->last_attempt = now;
+}
+
 static void
 finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
 {
@@ -639,35 +939,26 @@ finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
   if (job->refusals->len > 0)
     report_refusals (ctx, job, job->refusals, RM_BOUNCE_FAILED);
   stats->failed += job->refusals->len;
+  account_waiting (entry, job->waiting && !job->failed_now
+                              && !job->no_failover, now);
   if (entry->rcpts->len > 0
-      && now - entry->created >= (gint64) ctx->config->queue_lifetime)
+      && failing_time (entry, now) >= (gint64) ctx->config->queue_lifetime)
     expire (ctx, job, stats);
 
+  if (job->attempted)
+    stats->attempted++;
   if (entry->rcpts->len == 0)
     {
-      rm_log_info ("%s: removed", entry->id);
       ok = rm_queue_remove (ctx->queue, entry->id, &error);
-    }
-  else if (job->attempted)
-    {
-      stats->deferred += entry->rcpts->len;
-      entry->attempts++;
-      entry->last_attempt = now;
-      entry->next_attempt = now + rm_state_retry_delay (
-                                      entry->attempts,
-                                      ctx->config->retry_min,
-                                      ctx->config->retry_max);
-      ok = rm_queue_update (ctx->queue, entry, &error);
+      if (ok)
+        rm_log_info ("%s: removed", entry->id);
     }
   else
     {
-      /* No server could take it now: wait for the first backoff to end. */
       stats->deferred += entry->rcpts->len;
-      entry->next_attempt = MAX (earliest_backoff (ctx), now + 1);
+      schedule (ctx, job, now);
       ok = rm_queue_update (ctx->queue, entry, &error);
     }
-  if (job->attempted)
-    stats->attempted++;
   if (!ok)
     rm_log_error ("%s: %s", entry->id, error->message);
 }

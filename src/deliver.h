@@ -33,6 +33,7 @@ typedef struct {
   RmQueue *queue;
   RmState *state;         /* opened on first use */
   const RmSelectorOps *selector;
+  const RmWarmupOps **warmups; /* per server of config; NULL: no ramp */
   GTimeZone *tz;          /* the day boundary */
   GRand *rnd;
 } RmContext;
@@ -51,7 +52,8 @@ typedef struct {
   const char *only_id;    /* only this entry, or NULL for all */
 } RmRunOptions;
 
-/* Opens the queue and loads the selector named by config. */
+/* Opens the queue and loads the selector and warmup plugins named by
+ * config. */
 gboolean rm_context_init (RmContext *ctx, RmConfig *config, GError **error);
 void rm_context_clear (RmContext *ctx);
 

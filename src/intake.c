@@ -416,6 +416,7 @@ headers_make_sendable (Headers *h)
 static gboolean
 headers_write (Headers *h, Writer *w, GError **error)
 {
+  h->result->dkim = headers_have (h, "DKIM-Signature");
   headers_take_recipients (h);
   headers_merge_repeats (h);
   headers_add_missing (h);

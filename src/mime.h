@@ -22,4 +22,10 @@ char *rm_mime_encode_field (const char *name, const char *value);
  * no line of the result is longer. Header fields are kept as they are. */
 gboolean rm_mime_limit_lines (int in_fd, int out_fd, GError **error);
 
+/* For a server that sends as its account (from = account): returns a new
+ * file (memfd, offset 0) holding the message at fd with its From field
+ * replaced by <account>, and the old From kept as Reply-To when the
+ * message has no Reply-To. -1 with error on failure. */
+int rm_mime_rewrite_from (int fd, const char *account, GError **error);
+
 #endif

@@ -11,6 +11,8 @@
  *   attempts=0
  *   last_attempt=0
  *   next_attempt=0                (not before; seconds since the epoch)
+ *   waiting_since=0, waited=0     (time spent waiting for allowances)
+ *   dkim=false                    (carries a DKIM-Signature)
  *   last_error=...                (optional)
  *
  * A failed/ID.env has the same [envelope] group (recipients there are the
@@ -252,6 +254,10 @@ envelope_to_keyfile (const RmEntry *entry, GKeyFile *kf)
                         entry->last_attempt);
   g_key_file_set_int64 (kf, ENVELOPE_GROUP, "next_attempt",
                         entry->next_attempt);
+  g_key_file_set_int64 (kf, ENVELOPE_GROUP, "waiting_since",
+                        entry->waiting_since);
+  g_key_file_set_int64 (kf, ENVELOPE_GROUP, "waited", entry->waited);
+  g_key_file_set_boolean (kf, ENVELOPE_GROUP, "dkim", entry->dkim);
   if (entry->last_error != NULL)
     g_key_file_set_string (kf, ENVELOPE_GROUP, "last_error",
                            entry->last_error);
@@ -413,6 +419,11 @@ entry_from_keyfile (GKeyFile *kf, RmEntry *entry, GError **error)
                                               "last_attempt", NULL);
   entry->next_attempt = g_key_file_get_int64 (kf, ENVELOPE_GROUP,
                                               "next_attempt", NULL);
+  entry->waiting_since = g_key_file_get_int64 (kf, ENVELOPE_GROUP,
+                                               "waiting_since", NULL);
+  entry->waited = g_key_file_get_int64 (kf, ENVELOPE_GROUP, "waited",
+                                            NULL);
+  entry->dkim = g_key_file_get_boolean (kf, ENVELOPE_GROUP, "dkim", NULL);
   entry->last_error = g_key_file_get_string (kf, ENVELOPE_GROUP,
                                              "last_error", NULL);
   if (entry->rcpts->len == 0 || !g_key_file_has_key (kf, ENVELOPE_GROUP,
@@ -475,10 +486,26 @@ rm_queue_remove (RmQueue *queue, const char *id, GError **error)
   return TRUE;
 }
 
-guint
-rm_queue_clean_tmp (RmQueue *queue, gint64 max_age)
+/* An unlocked data/ID without env/ID: a commit or a removal killed
+ * between its two steps. Nothing refers to it. */
+static gboolean
+is_orphan (RmQueue *queue, const char *id)
 {
-  g_autofree char *path = g_build_filename (queue->dir, "tmp", NULL);
+  int fd;
+
+  if (rm_queue_exists (queue, id))
+    return FALSE;
+  fd = rm_queue_lock (queue, id, NULL);
+  if (fd < 0)
+    return FALSE;
+  close (fd);
+  return !rm_queue_exists (queue, id);
+}
+
+static guint
+clean_folder (RmQueue *queue, const char *sub, gint64 max_age)
+{
+  g_autofree char *path = g_build_filename (queue->dir, sub, NULL);
   g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
   const char *name;
@@ -489,11 +516,22 @@ rm_queue_clean_tmp (RmQueue *queue, gint64 max_age)
       g_autofree char *file = g_build_filename (path, name, NULL);
       struct stat st;
 
-      if (lstat (file, &st) == 0 && S_ISREG (st.st_mode)
-          && now - st.st_mtime > max_age && g_unlink (file) == 0)
+      if (lstat (file, &st) < 0 || !S_ISREG (st.st_mode)
+          || now - st.st_mtime <= max_age)
+        continue;
+      if (strcmp (sub, "data") == 0 && !is_orphan (queue, name))
+        continue;
+      if (g_unlink (file) == 0)
         removed++;
     }
   return removed;
+}
+
+guint
+rm_queue_clean_tmp (RmQueue *queue, gint64 max_age)
+{
+  return clean_folder (queue, "tmp", max_age)
+         + clean_folder (queue, "data", max_age);
 }
 
 gboolean

@@ -41,6 +41,10 @@ typedef struct {
   guint attempts;
   gint64 last_attempt;   /* seconds since the epoch, 0 if never */
   gint64 next_attempt;   /* not before this (seconds); 0: at once */
+  gint64 waiting_since;  /* waiting for a server's allowance since; 0 */
+  gint64 waited;         /* seconds spent waiting for allowances before:
+                          * not failing, so not counted for expiry */
+  gboolean dkim;         /* the message carries a DKIM-Signature */
   char *last_error;      /* NULL if none */
 } RmEntry;
 
@@ -101,9 +105,10 @@ gboolean rm_queue_update (RmQueue *queue, RmEntry *entry, GError **error);
 /* Removes a fully delivered entry: the envelope first, then the data. */
 gboolean rm_queue_remove (RmQueue *queue, const char *id, GError **error);
 
-/* Removes files in tmp/ older than max_age seconds: what a submission or a
- * bounce killed before its commit left behind (never an accepted message).
- * Returns how many were removed. */
+/* Removes files in tmp/ older than max_age seconds (what a submission or a
+ * bounce killed before its commit left behind), and data/ files as old
+ * that have no envelope (a commit or a removal killed between its two
+ * steps): never an accepted message. Returns how many were removed. */
 guint rm_queue_clean_tmp (RmQueue *queue, gint64 max_age);
 
 /* Moves entry id aside to corrupt/ (its envelope cannot be read). */

@@ -2,6 +2,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <sqlite3.h>
 
@@ -60,9 +68,25 @@ rm_state_open (const char *state_dir, GError **error)
                     " PRIMARY KEY (server, day))",
                     error)
       || !exec_sql (state,
+                    "CREATE TABLE IF NOT EXISTS sent ("
+                    " server TEXT NOT NULL, ts INTEGER NOT NULL,"
+                    " day TEXT NOT NULL, rcpts INTEGER NOT NULL)",
+                    error)
+      || !exec_sql (state,
+                    "CREATE INDEX IF NOT EXISTS sent_server_day"
+                    " ON sent (server, day)",
+                    error)
+      || !exec_sql (state,
+                    "CREATE TABLE IF NOT EXISTS reserved ("
+                    " id INTEGER PRIMARY KEY, server TEXT NOT NULL,"
+                    " ts INTEGER NOT NULL, day TEXT NOT NULL,"
+                    " rcpts INTEGER NOT NULL, pid INTEGER NOT NULL,"
+                    " sending INTEGER NOT NULL DEFAULT 0)",
+                    error)
+      || !exec_sql (state,
                     "CREATE TABLE IF NOT EXISTS backoff ("
                     " server TEXT PRIMARY KEY, failures INTEGER NOT NULL,"
-                    " until INTEGER NOT NULL)",
+                    " until INTEGER NOT NULL, reason TEXT)",
                     error))
     {
       g_prefix_error (error, "%s: ", path);
@@ -258,4 +282,429 @@ gint64
 rm_state_count (RmState *state, const char *day, const char *server)
 {
   return read_count (state, day, server);
+}
+
+/* ---- quotas --------------------------------------------------------------- */
+
+/* A statement with text and integer parameters bound in order: "s" binds
+ * the next const char *, "i" the next gint64. */
+static sqlite3_stmt *
+prepare (RmState *state, const char *sql, const char *types, ...)
+{
+  sqlite3_stmt *stmt = NULL;
+  va_list ap;
+
+  if (sqlite3_prepare_v2 (state->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+    return NULL;
+  va_start (ap, types);
+  for (int i = 0; types[i] != '\0'; i++)
+    if (types[i] == 's')
+      sqlite3_bind_text (stmt, i + 1, va_arg (ap, const char *), -1,
+                         SQLITE_TRANSIENT);
+    else
+      sqlite3_bind_int64 (stmt, i + 1, va_arg (ap, gint64));
+  va_end (ap);
+  return stmt;
+}
+
+/* The single integer a query returns (0 for none or NULL). */
+static gint64
+query_int (RmState *state, const char *sql, const char *types, ...)
+{
+  sqlite3_stmt *stmt = NULL;
+  gint64 value = 0;
+  va_list ap;
+
+  if (sqlite3_prepare_v2 (state->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+    return 0;
+  va_start (ap, types);
+  for (int i = 0; types[i] != '\0'; i++)
+    if (types[i] == 's')
+      sqlite3_bind_text (stmt, i + 1, va_arg (ap, const char *), -1,
+                         SQLITE_TRANSIENT);
+    else
+      sqlite3_bind_int64 (stmt, i + 1, va_arg (ap, gint64));
+  va_end (ap);
+  if (sqlite3_step (stmt) == SQLITE_ROW)
+    value = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+  return value;
+}
+
+static char *
+day_text (gint64 ts, GTimeZone *tz)
+{
+  g_autoptr (GDateTime) utc = g_date_time_new_from_unix_utc (ts);
+  g_autoptr (GDateTime) local = g_date_time_to_timezone (utc, tz);
+
+  return g_date_time_format (local, "%Y-%m-%d");
+}
+
+static guint32
+day_number (const char *text)
+{
+  int y = 0, m = 0, d = 0;
+
+  if (sscanf (text, "%d-%d-%d", &y, &m, &d) != 3
+      || !g_date_valid_dmy ((GDateDay) d, (GDateMonth) m, (GDateYear) y))
+    return 0;
+  {
+    g_autoptr (GDate) date = g_date_new_dmy ((GDateDay) d, (GDateMonth) m,
+                                             (GDateYear) y);
+    return g_date_get_julian (date);
+  }
+}
+
+/* Start of the next local day after ts, as seconds since the epoch. */
+static gint64
+next_midnight (gint64 ts, GTimeZone *tz)
+{
+  g_autoptr (GDateTime) utc = g_date_time_new_from_unix_utc (ts);
+  g_autoptr (GDateTime) local = g_date_time_to_timezone (utc, tz);
+  g_autoptr (GDateTime) midnight = g_date_time_new (
+      tz, g_date_time_get_year (local), g_date_time_get_month (local),
+      g_date_time_get_day_of_month (local), 0, 0, 0);
+  g_autoptr (GDateTime) next = g_date_time_add_days (midnight, 1);
+
+  return g_date_time_to_unix (next);
+}
+
+/* Drops the reservations of processes that are gone; those that had
+ * started sending count as sent (their outcome is unknown). */
+static void
+reap_reservations (RmState *state)
+{
+  sqlite3_stmt *stmt = NULL;
+  g_autoptr (GArray) dead = g_array_new (FALSE, FALSE, sizeof (gint64));
+
+  if (sqlite3_prepare_v2 (state->db, "SELECT id, pid FROM reserved", -1,
+                          &stmt, NULL) != SQLITE_OK)
+    return;
+  while (sqlite3_step (stmt) == SQLITE_ROW)
+    {
+      gint64 id = sqlite3_column_int64 (stmt, 0);
+      pid_t pid = (pid_t) sqlite3_column_int64 (stmt, 1);
+
+      if (pid != getpid () && kill (pid, 0) < 0 && errno == ESRCH)
+        g_array_append_val (dead, id);
+    }
+  sqlite3_finalize (stmt);
+  for (guint i = 0; i < dead->len; i++)
+    {
+      gint64 id = g_array_index (dead, gint64, i);
+      sqlite3_stmt *move = prepare (
+          state,
+          "INSERT INTO sent (server, ts, day, rcpts)"
+          " SELECT server, ts, day, rcpts FROM reserved"
+          " WHERE id = ?1 AND sending = 1", "i", id);
+      sqlite3_stmt *drop = prepare (state, "DELETE FROM reserved WHERE id = ?1",
+                                    "i", id);
+
+      if (move != NULL)
+        sqlite3_step (move);
+      if (drop != NULL)
+        sqlite3_step (drop);
+      sqlite3_finalize (move);
+      sqlite3_finalize (drop);
+    }
+}
+
+/* The days before today on which server sent, oldest first. */
+static GArray *
+history (RmState *state, const char *server, const char *today)
+{
+  GArray *days = g_array_new (FALSE, FALSE, sizeof (RmSendDay));
+  sqlite3_stmt *stmt = prepare (
+      state,
+      "SELECT day, SUM(rcpts) FROM sent WHERE server = ?1 AND day < ?2"
+      " GROUP BY day ORDER BY day", "ss", server, today);
+
+  while (stmt != NULL && sqlite3_step (stmt) == SQLITE_ROW)
+    {
+      RmSendDay d;
+
+      d.day = day_number ((const char *) sqlite3_column_text (stmt, 0));
+      d.rcpts = (guint64) sqlite3_column_int64 (stmt, 1);
+      if (d.day != 0)
+        g_array_append_val (days, d);
+    }
+  sqlite3_finalize (stmt);
+  return days;
+}
+
+static guint64
+cap_of (const RmRampParams *p)
+{
+  guint64 cap = 0;
+
+  if (p->schedule == NULL || p->schedule_len == 0)
+    return p->cap;
+  for (size_t i = 0; i < p->schedule_len; i++)
+    cap = MAX (cap, p->schedule[i]);
+  return cap;
+}
+
+/* Sent and reserved recipients of server since ts (all reservations). */
+static gint64
+used_since (RmState *state, const char *server, gint64 ts)
+{
+  return query_int (state,
+                    "SELECT IFNULL((SELECT SUM(rcpts) FROM sent"
+                    " WHERE server = ?1 AND ts > ?2), 0)"
+                    " + IFNULL((SELECT SUM(rcpts) FROM reserved"
+                    " WHERE server = ?1), 0)", "si", server, ts);
+}
+
+/* Narrows out->left to limit - used, noting when it frees up (frees 0:
+ * nothing sent yet in the window, only reservations: soon). */
+static void
+apply_limit (RmAllowance *out, gint64 limit, gint64 used, gint64 frees,
+             const char *reason)
+{
+  gint64 left = MAX (limit - used, 0);
+
+  if (frees < 86400 * 2)
+    frees = g_get_real_time () / G_USEC_PER_SEC + 60;
+  if ((guint64) left < out->left)
+    out->left = (guint64) left;
+  if (left == 0)
+    {
+      out->next_window = MAX (out->next_window, frees);
+      out->reason = reason;
+    }
+}
+
+gboolean
+rm_state_allowance (RmState *state, const RmQuotaSpec *spec, gint64 now,
+                    GTimeZone *tz, RmAllowance *out, GError **error)
+{
+  g_autofree char *today = day_text (now, tz);
+  const char *server = spec->server;
+  gint64 oldest;
+
+  memset (out, 0, sizeof *out);
+  out->left = G_MAXUINT64;
+  /* A reservation is a send about to happen, for the gap too. */
+  out->last_send = query_int (state,
+                              "SELECT MAX(IFNULL((SELECT MAX(ts) FROM sent"
+                              " WHERE server = ?1), 0),"
+                              " IFNULL((SELECT MAX(ts) FROM reserved"
+                              " WHERE server = ?1), 0))", "s", server);
+  if (spec->warmup != NULL)
+    {
+      g_autoptr (GArray) days = history (state, server, today);
+
+      out->limited = TRUE;
+      out->allowance = spec->warmup->allowance (
+          &spec->params, (const RmSendDay *) days->data, days->len,
+          day_number (today), &out->ramp_day);
+      out->used = (guint64) query_int (
+          state,
+          "SELECT IFNULL((SELECT SUM(rcpts) FROM sent"
+          " WHERE server = ?1 AND day = ?2), 0)"
+          " + IFNULL((SELECT SUM(rcpts) FROM reserved"
+          " WHERE server = ?1 AND day = ?2), 0)", "ss", server, today);
+      apply_limit (out, (gint64) out->allowance, (gint64) out->used,
+                   next_midnight (now, tz), "today's allowance is used up");
+      oldest = query_int (state, "SELECT MIN(ts) FROM sent"
+                          " WHERE server = ?1 AND ts > ?2", "si", server,
+                          now - 86400);
+      apply_limit (out, (gint64) cap_of (&spec->params),
+                   used_since (state, server, now - 86400), oldest + 86400,
+                   "its cap is used up in the last 24 hours");
+      if (spec->hourly_share > 0)
+        {
+          oldest = query_int (state, "SELECT MIN(ts) FROM sent"
+                              " WHERE server = ?1 AND ts > ?2", "si", server,
+                              now - 3600);
+          apply_limit (out,
+                       (gint64) ceil (spec->hourly_share
+                                      * (double) out->allowance),
+                       used_since (state, server, now - 3600),
+                       oldest + 3600, "its hourly share is used up");
+        }
+    }
+  if (spec->min_gap > 0 && out->last_send + spec->min_gap > now)
+    apply_limit (out, 0, 0, out->last_send + spec->min_gap,
+                 "it waits the minimum gap between messages");
+  if (spec->min_gap > 0 || spec->warmup != NULL)
+    out->limited = TRUE;
+  return TRUE;
+}
+
+static gboolean
+pick_server (RmState *state, const RmQuotaSpec *specs, guint n_specs,
+             const RmSelectorOps *selector, GRand *rnd, gint64 now,
+             GTimeZone *tz, guint *chosen, guint64 *left,
+             gint64 *next_window, GError **error)
+{
+  g_autofree char *today = day_text (now, tz);
+  g_autofree RmCandidate *cands = g_new0 (RmCandidate, n_specs);
+  g_autofree guint *index = g_new0 (guint, n_specs);
+  g_autofree guint64 *lefts = g_new0 (guint64, n_specs);
+  gint64 soonest = G_MAXINT64;
+  guint n = 0;
+  size_t pick;
+
+  for (guint i = 0; i < n_specs; i++)
+    {
+      RmAllowance a;
+
+      if (!rm_state_allowance (state, &specs[i], now, tz, &a, error))
+        return FALSE;
+      if (a.left == 0)
+        {
+          soonest = MIN (soonest, a.next_window);
+          continue;
+        }
+      cands[n].name = specs[i].server;
+      cands[n].today = read_count (state, today, specs[i].server);
+      lefts[n] = a.left;
+      index[n++] = i;
+    }
+  if (n == 0)
+    {
+      if (next_window != NULL)
+        *next_window = soonest;
+      *left = 0;
+      return TRUE;
+    }
+  pick = selector->choose (cands, n, rnd);
+  if (pick >= n)
+    pick = 0;
+  if (!add_pick (state, today, specs[index[pick]].server, error))
+    return FALSE;
+  *chosen = index[pick];
+  *left = lefts[pick];
+  return TRUE;
+}
+
+gboolean
+rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
+                  const RmSelectorOps *selector, GRand *rnd, gint64 now,
+                  GTimeZone *tz, guint want, guint *chosen, guint *granted,
+                  gint64 *reservation, gint64 *next_window, GError **error)
+{
+  g_autofree char *today = day_text (now, tz);
+  guint64 left = 0;
+  sqlite3_stmt *stmt;
+  int rc;
+
+  *granted = 0;
+  *reservation = 0;
+  if (!exec_sql (state, "BEGIN IMMEDIATE", error))
+    return FALSE;
+  reap_reservations (state);
+  if (!pick_server (state, specs, n_specs, selector, rnd, now, tz, chosen,
+                    &left, next_window, error))
+    goto fail;
+  if (left == 0)
+    return exec_sql (state, "COMMIT", error);
+
+  *granted = (guint) MIN ((guint64) want, left);
+  if (specs[*chosen].max_rcpts > 0)
+    *granted = MIN (*granted, specs[*chosen].max_rcpts);
+  stmt = prepare (state,
+                  "INSERT INTO reserved (server, ts, day, rcpts, pid)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5)", "sisii",
+                  specs[*chosen].server, now, today, (gint64) *granted,
+                  (gint64) getpid ());
+  rc = stmt ? sqlite3_step (stmt) : SQLITE_ERROR;
+  sqlite3_finalize (stmt);
+  if (rc != SQLITE_DONE)
+    {
+      db_fail (state, "reserve", error);
+      goto fail;
+    }
+  *reservation = sqlite3_last_insert_rowid (state->db);
+  return exec_sql (state, "COMMIT", error);
+
+fail:
+  sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
+  *granted = 0;
+  return FALSE;
+}
+
+void
+rm_state_mark_sending (RmState *state, gint64 reservation)
+{
+  sqlite3_stmt *stmt = prepare (state,
+                                "UPDATE reserved SET sending = 1"
+                                " WHERE id = ?1", "i", reservation);
+
+  if (stmt != NULL)
+    sqlite3_step (stmt);
+  sqlite3_finalize (stmt);
+}
+
+gboolean
+rm_state_settle (RmState *state, gint64 reservation, guint used, gint64 now,
+                 GTimeZone *tz, GError **error)
+{
+  g_autofree char *today = day_text (now, tz);
+  sqlite3_stmt *stmt;
+  gboolean ok = TRUE;
+
+  if (reservation == 0)
+    return TRUE;
+  if (!exec_sql (state, "BEGIN IMMEDIATE", error))
+    return FALSE;
+  if (used > 0)
+    {
+      stmt = prepare (state,
+                      "INSERT INTO sent (server, ts, day, rcpts)"
+                      " SELECT server, ?2, ?3, ?4 FROM reserved"
+                      " WHERE id = ?1", "iisi", reservation, now, today,
+                      (gint64) used);
+      ok = stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
+      sqlite3_finalize (stmt);
+    }
+  stmt = prepare (state, "DELETE FROM reserved WHERE id = ?1", "i",
+                  reservation);
+  ok = ok && stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
+  sqlite3_finalize (stmt);
+  if (!ok)
+    {
+      db_fail (state, "settle", error);
+      sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
+      return FALSE;
+    }
+  return exec_sql (state, "COMMIT", error);
+}
+
+gboolean
+rm_state_server_hold (RmState *state, const char *server, gint64 until,
+                      const char *reason, GError **error)
+{
+  sqlite3_stmt *stmt = prepare (state,
+                                "INSERT OR REPLACE INTO backoff"
+                                " (server, failures, until, reason)"
+                                " VALUES (?1, 1, ?2, ?3)", "sis", server,
+                                until, reason);
+  int rc = stmt ? sqlite3_step (stmt) : SQLITE_ERROR;
+
+  sqlite3_finalize (stmt);
+  if (rc != SQLITE_DONE)
+    return db_fail (state, "hold", error);
+  return TRUE;
+}
+
+char *
+rm_state_backoff_reason (RmState *state, const char *server)
+{
+  sqlite3_stmt *stmt = prepare (state, "SELECT reason FROM backoff"
+                                " WHERE server = ?1", "s", server);
+  char *reason = NULL;
+
+  if (stmt != NULL && sqlite3_step (stmt) == SQLITE_ROW
+      && sqlite3_column_text (stmt, 0) != NULL)
+    reason = g_strdup ((const char *) sqlite3_column_text (stmt, 0));
+  sqlite3_finalize (stmt);
+  return reason;
+}
+
+gint64
+rm_state_next_midnight (gint64 now, GTimeZone *tz)
+{
+  return next_midnight (now, tz);
 }

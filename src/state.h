@@ -5,6 +5,13 @@
  *   picks(server TEXT, day TEXT, count INTEGER, PRIMARY KEY(server, day))
  *     how many messages the selector gave each server on each day
  *     (day = YYYY-MM-DD in the configured time zone)
+ *   sent(server TEXT, ts INTEGER, day TEXT, rcpts INTEGER)
+ *     recipients each server sent (or may have sent: an unknown outcome
+ *     counts), for the warmup allowance and the rolling 24-hour cap
+ *   reserved(id INTEGER PRIMARY KEY, server, ts, day, rcpts, pid, sending)
+ *     recipients a process has set aside on a server before sending; a
+ *     row of a process that died is dropped, or counted as sent if the
+ *     process had started sending (the outcome is unknown)
  *   backoff(server TEXT PRIMARY KEY, failures INTEGER, until INTEGER)
  *     a server that failed as a whole (no session, or every recipient
  *     deferred without a reply) is not tried again before until
@@ -46,10 +53,72 @@ gint64 rm_state_server_result (RmState *state, const char *server,
                                gboolean ok, gint64 now, guint min,
                                guint max, GError **error);
 
+/* Holds server back until until, for reason (shown by --status): a
+ * rejected login, a provider's daily limit. */
+gboolean rm_state_server_hold (RmState *state, const char *server,
+                               gint64 until, const char *reason,
+                               GError **error);
+
+/* Why server is held or backed off, or NULL. */
+char *rm_state_backoff_reason (RmState *state, const char *server);
+
+/* The start of the next local day after now. */
+gint64 rm_state_next_midnight (gint64 now, GTimeZone *tz);
+
 /* The delay before the next try after n failures in a row (n >= 1):
  * min, doubling with each failure, at most max. Used for servers and
  * for queue entries alike. */
 gint64 rm_state_retry_delay (guint n, guint min, guint max);
+
+/* ---- quotas (warmup and pacing) ------------------------------------------ */
+
+/* What limits one server. warmup NULL means no daily limit. */
+typedef struct {
+  const char *server;
+  const RmWarmupOps *warmup;
+  RmRampParams params;
+  guint min_gap;           /* seconds between messages; 0: off */
+  double hourly_share;     /* 0: off */
+  guint max_rcpts;         /* per message; 0: no limit */
+} RmQuotaSpec;
+
+/* What a server may send now. */
+typedef struct {
+  gboolean limited;        /* FALSE: no warmup, no pacing */
+  guint ramp_day;
+  guint64 allowance;       /* today's */
+  guint64 used;            /* today's, sent and reserved */
+  guint64 left;            /* may send now; 0: must wait */
+  gint64 last_send;        /* 0: never */
+  gint64 next_window;      /* with left == 0: when it may send again */
+  const char *reason;      /* with left == 0: why it waits */
+} RmAllowance;
+
+/* The allowance of spec's server at now (day boundaries in tz). */
+gboolean rm_state_allowance (RmState *state, const RmQuotaSpec *spec,
+                             gint64 now, GTimeZone *tz, RmAllowance *out,
+                             GError **error);
+
+/* In one transaction: the servers of specs with something left now are
+ * offered to selector; the chosen one gets a reservation of
+ * min(want, left) recipients. Sets *chosen (index in specs), *granted and
+ * *reservation; *granted = 0 when no server has anything left (then
+ * *next_window, if not NULL, says when the first may send again). */
+gboolean rm_state_reserve (RmState *state, const RmQuotaSpec *specs,
+                           guint n_specs, const RmSelectorOps *selector,
+                           GRand *rnd, gint64 now, GTimeZone *tz,
+                           guint want, guint *chosen, guint *granted,
+                           gint64 *reservation, gint64 *next_window,
+                           GError **error);
+
+/* Marks a reservation as being sent: from now on a crash counts it as
+ * used. */
+void rm_state_mark_sending (RmState *state, gint64 reservation);
+
+/* Ends a reservation: used recipients (accepted, or outcome unknown) are
+ * recorded as sent at now; the rest of it is released. */
+gboolean rm_state_settle (RmState *state, gint64 reservation, guint used,
+                          gint64 now, GTimeZone *tz, GError **error);
 
 /* Today's count for server (0 if none), for listings. */
 gint64 rm_state_count (RmState *state, const char *day, const char *server);

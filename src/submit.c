@@ -236,6 +236,7 @@ commit (Submission *sub, const RmIntakeResult *in, GError **error)
                     ? RM_BODY_8BITMIME
                     : RM_BODY_7BIT;
   entry->created = g_get_real_time () / G_USEC_PER_SEC;
+  entry->dkim = in->dkim;
   if (!rm_queue_commit (sub->ctx->queue, entry, sub->fd, error))
     return FALSE;
   rm_log_info ("%s: queued from=<%s> size=%" G_GINT64_FORMAT

@@ -72,8 +72,8 @@ stop_server () {
 
 # write_config [extra [rampmail] lines] -- then one "NAME [key=value...]"
 # per server; a server named in $T/NAME.port gets host and port from it.
-# delivery_mode is interactive unless an extra line sets it; a server has
-# tls = none unless its spec sets tls=.
+# delivery_mode is interactive and warmup none unless an extra line sets
+# them; a server has tls = none unless its spec sets tls=.
 write_config () {
   conf="$T/rampmail.conf"
   {
@@ -86,14 +86,17 @@ write_config () {
     echo "hostname = client.example.test"
     echo "aliases = $T/aliases"
     mode=interactive
+    ramp=none
     while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-      case $1 in delivery_mode*) mode= ;; esac
+      case $1 in delivery_mode*) mode= ;; warmup\ *|warmup=*) ramp= ;; esac
       echo "$1"
       shift
     done
     # Tests read what arrived right after rampmail exits, so they deliver
-    # in the foreground unless they say otherwise.
+    # in the foreground unless they say otherwise, and without the warmup
+    # ramp (its own tests turn it on).
     [ -n "$mode" ] && echo "delivery_mode = $mode"
+    [ -n "$ramp" ] && echo "warmup = $ramp"
     [ $# -gt 0 ] && shift
     for spec in "$@"; do
       set -- $spec

@@ -146,13 +146,46 @@ typedef struct {
   size_t (*choose) (const RmCandidate *cands, size_t n, GRand *rnd);
 } RmSelectorOps;
 
+/* ---- warmup --------------------------------------------------------------- */
+
+/* How one server ramps up; rampmail fills it from the configuration. */
+typedef struct {
+  const guint *schedule;   /* explicit allowances for ramp days 1, 2, ...
+                            * (the last one holds), or NULL */
+  size_t schedule_len;
+  guint start;             /* without a schedule: day 1 allowance, */
+  double growth;           /* times growth for each ramp day after, */
+  guint cap;               /* up to cap */
+  double min_share;        /* a day counts as a ramp day only if the
+                            * server sent at least this share of that
+                            * day's allowance */
+  guint restart_after;     /* this many days without sending restart the
+                            * ramp at day 1 */
+} RmRampParams;
+
+/* One past day on which a server sent: its date as a day number (days
+ * since 1 January of year 1, as GDate's Julian day) and the recipients. */
+typedef struct {
+  guint32 day;
+  guint64 rcpts;
+} RmSendDay;
+
+typedef struct {
+  /* The allowance (recipients) of a server on day today, from its sending
+   * history: the days before today on which it sent, oldest first. Sets
+   * *ramp_day to today's ramp day (1 on a first or restarted day). */
+  guint64 (*allowance) (const RmRampParams *params, const RmSendDay *history,
+                        size_t n_days, guint32 today, guint *ramp_day);
+} RmWarmupOps;
+
 /* ---- module descriptor -------------------------------------------------- */
 
 typedef struct {
   unsigned abi;            /* RM_PLUGIN_ABI when the plugin was built */
   RmPluginKind kind;
   const char *name;        /* must equal the module's file name */
-  const void *ops;         /* RmTransportOps, RmSelectorOps, ... */
+  const void *ops;         /* RmTransportOps, RmSelectorOps or
+                            * RmWarmupOps */
 } RmPluginInfo;
 
 /* The symbol every plugin exports, and how to export it:
