@@ -201,8 +201,8 @@ job_open (RmContext *ctx, const RmRunOptions *run, const char *id,
 
 /* ---- choosing servers ----------------------------------------------------- */
 
-static void
-quota_spec (RmContext *ctx, guint i, RmQuotaSpec *spec)
+void
+rm_context_quota_spec (const RmContext *ctx, guint i, RmQuotaSpec *spec)
 {
   RmServerConf *conf = ctx->config->servers->pdata[i];
   const RmRampConf *ramp = &conf->ramp;
@@ -277,7 +277,7 @@ reserve_part (RmContext *ctx, const RmRunOptions *run, Job *job, guint want,
   for (guint i = 0; i < servers->len; i++)
     if (server_usable (ctx, run, job, i, now))
       {
-        quota_spec (ctx, i, &specs[n]);
+        rm_context_quota_spec (ctx, i, &specs[n]);
         index[n++] = i;
       }
   if (n == 0)
@@ -918,9 +918,18 @@ schedule (RmContext *ctx, Job *job, gint64 now)
     }
   else if (job->waiting)
     {
+      g_autoptr (GDateTime) utc = NULL;
+      g_autoptr (GDateTime) local = NULL;
+      g_autofree char *when = NULL;
+
       entry->next_attempt = MAX (job->next_window, now + 1);
+      utc = g_date_time_new_from_unix_utc (entry->next_attempt);
+      local = g_date_time_to_timezone (utc, ctx->tz);
+      when = g_date_time_format (local, "%Y-%m-%d %H:%M");
       g_free (entry->last_error);
-      entry->last_error = g_strdup ("waiting for a server's allowance");
+      entry->last_error = g_strdup_printf ("all servers are at their "
+                                           "allowance; next window at %s",
+                                           when);
     }
   else
     entry->next_attempt = MAX (earliest_backoff (ctx), now + 1);

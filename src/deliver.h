@@ -57,6 +57,10 @@ typedef struct {
 gboolean rm_context_init (RmContext *ctx, RmConfig *config, GError **error);
 void rm_context_clear (RmContext *ctx);
 
+/* The limits of server i of the configuration. */
+void rm_context_quota_spec (const RmContext *ctx, guint i,
+                            RmQuotaSpec *spec);
+
 /* The current day as YYYY-MM-DD in the configured time zone. */
 char *rm_context_today (const RmContext *ctx);
 

@@ -26,6 +26,7 @@
 #include "modules.h"
 #include "secret.h"
 #include "runner.h"
+#include "status.h"
 #include "submit.h"
 
 static char *
@@ -354,6 +355,8 @@ run_mode (RmOptions *opts, RmConfig *config, GError **error)
     status = run_queue (&ctx, opts, error);
   else if (opts->mode == RM_MODE_DELETE)
     status = delete_entries (&ctx, opts, error);
+  else if (opts->mode == RM_MODE_STATUS)
+    status = rm_status_print (&ctx, error);
   else
     status = rm_submit (&ctx, opts, error);
   rm_context_clear (&ctx);
