@@ -15,7 +15,7 @@ done
 # The default delivery mode: each submission commits its message and makes
 # sure one background queue runner is at work, which batches the messages
 # into one SMTP session per server.
-write_config "delivery_mode = background" -- alpha beta gamma
+write_config "delivery_mode = background" "warmup = ramp" -- alpha beta gamma
 
 i=1
 while [ $i -le 30 ]; do
@@ -43,4 +43,24 @@ for name in alpha beta gamma; do
   echo "  $name (127.0.0.1:$(port_of "$name")): $n"
 done
 echo "  total: $total, still queued: $(queued)"
-[ "$total" -eq 30 ]
+[ "$total" -eq 30 ] || exit 1
+
+# A fresh server stops at its day-1 allowance (20 recipients); the rest
+# waits in the queue for tomorrow's window.
+start_server delta
+wait_runner
+write_config "delivery_mode = background" "warmup = ramp" -- delta
+i=1
+while [ $i -le 30 ]; do
+  printf 'From: Web Shop <shop@example.test>\nTo: late%02d@example.net\nSubject: Newsletter %02d\n\nNews %02d.\n' \
+    $i $i $i | rampmail -t -i || echo "message $i: rampmail exited $?"
+  i=$((i + 1))
+done
+wait_runner
+echo
+echo "30 more messages to a fresh server, delta: it received $(count_mail delta);" \
+  "$(queued) wait for tomorrow's allowance."
+echo
+rampmail --status | sed -n '1,/^Queue:/p' | sed '$d'
+rampmail --status | tail -n 1
+[ "$(count_mail delta)" -eq 20 ] && [ "$(queued)" -eq 10 ]
