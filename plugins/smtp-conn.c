@@ -593,7 +593,7 @@ static gboolean
 rm_smtp_auth_fail (GString *report, GError **error, const char *what,
                    const char *hint)
 {
-  g_string_append_printf (report, "authentication: %s\n", what);
+  g_string_append_printf (report, "authentication: failed: %s\n", what);
   g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_AUTH,
                "authentication failed: %s", what);
   rm_smtp_add_hint (error, hint);

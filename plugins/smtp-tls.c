@@ -69,6 +69,8 @@ rm_smtp_tls_queue_text (void)
   ERR_clear_error ();
   if (e == 0)
     return NULL;
+  if (ERR_SYSTEM_ERROR (e))
+    return g_strdup (g_strerror (ERR_GET_REASON (e)));
   if (ERR_reason_error_string (e) != NULL)
     return g_strdup (ERR_reason_error_string (e));
   ERR_error_string_n (e, buf, sizeof buf);
@@ -119,10 +121,11 @@ static char *
 rm_smtp_tls_fingerprint (X509 *cert)
 {
   guint8 md[SHA256_DIGEST_LENGTH];
-  GString *s = g_string_new ("sha256:");
+  GString *s;
 
-  if (!rm_smtp_tls_digest (cert, md))
-    return g_string_free (s, TRUE), g_strdup ("(unknown)");
+  if (cert == NULL || !rm_smtp_tls_digest (cert, md))
+    return g_strdup ("(unknown)");
+  s = g_string_new ("sha256:");
   for (size_t i = 0; i < sizeof md; i++)
     g_string_append_printf (s, "%02x", md[i]);
   return g_string_free (s, FALSE);

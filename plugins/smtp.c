@@ -1202,13 +1202,19 @@ rm_smtp_message_sent (RmSmtpRun *run, smtp_message_t message)
     }
 }
 
+static char *rm_smtp_tls_problem (const RmSmtpRun *run);
+
 static void
 rm_smtp_set_session_error (const RmSmtpRun *run, int err, GError **error)
 {
   const RmServer *srv = run->srv;
   g_autofree char *why = rm_smtp_describe_errno (err);
+  g_autofree char *tls = rm_smtp_tls_problem (run);
 
-  if (run->connected && run->refusal != NULL)
+  if (tls != NULL)
+    g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_TLS, "%s:%u: %s",
+                 srv->host, srv->port, tls);
+  else if (run->connected && run->refusal != NULL)
     g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
                  "%s:%u refused the session: %s", srv->host, srv->port,
                  run->refusal);
@@ -1246,6 +1252,15 @@ rm_smtp_tls_problem (const RmSmtpRun *run)
   return g_strdup_printf ("TLS: %s", why);
 }
 
+/* A user is set and the session went without AUTH: cut at the first MAIL,
+ * or ended by libESMTP after an AUTH refusal. */
+static gboolean
+rm_smtp_auth_failed (const RmSmtpRun *run)
+{
+  return run->srv->user != NULL && !run->authenticated
+         && (run->auth_blocked || run->auth_code != 0);
+}
+
 static char *
 rm_smtp_auth_problem (const RmSmtpRun *run)
 {
@@ -1253,7 +1268,7 @@ rm_smtp_auth_problem (const RmSmtpRun *run)
     return g_strdup ("refusing to send the password over plaintext to an "
                      "address that is not loopback; set tls = starttls "
                      "or tls = implicit");
-  if (!run->auth_blocked || run->auth_code != 0)
+  if (!rm_smtp_auth_failed (run) || run->auth_code != 0)
     return NULL;
   if (!run->auth_offered)
     return g_strdup ("server does not offer AUTH, and a user is "
@@ -1261,7 +1276,8 @@ rm_smtp_auth_problem (const RmSmtpRun *run)
   if (!run->auth_tried)
     return g_strdup_printf ("server offers no AUTH mechanism rampmail can "
                             "use (PLAIN, LOGIN): it offers %s",
-                            run->auth_mechs);
+                            *run->auth_mechs != '\0' ? run->auth_mechs
+                                                     : "none");
   return g_strdup ("authentication did not succeed; nothing was sent");
 }
 
@@ -1296,7 +1312,7 @@ rm_smtp_conclude (RmSmtpRun *run, int err, GError **error)
                    tls != NULL ? tls : auth);
       return FALSE;
     }
-  if (run->auth_blocked)
+  if (rm_smtp_auth_failed (run))
     {
       rm_smtp_judge_auth_refused (run);
       return TRUE;

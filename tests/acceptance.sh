@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs the sendmail acceptance cases against the built rampmail.
-# usage: tests/acceptance.sh [CASES_DIR]   (default: ../shared/cases)
+# usage: tests/acceptance.sh [CASES_DIR]
+# CASES_DIR defaults to $RAMPMAIL_CASES_DIR, then to ../shared/cases.
 # Extra options for run_cases.py can be given in ACCEPTANCE_OPTS.
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
@@ -8,7 +9,7 @@
 : "${RAMPMAIL_PLUGIN_BUILD_DIR:=$top_builddir/plugins/.libs}"
 export RAMPMAIL RAMPMAIL_PLUGIN_BUILD_DIR
 
-cases=${1:-}
+cases=${1:-${RAMPMAIL_CASES_DIR:-}}
 if [ -z "$cases" ]; then
   for d in "$top_srcdir/../shared/cases" "$top_srcdir/../../shared/cases"; do
     if [ -f "$d/run_cases.py" ]; then cases=$d; break; fi

@@ -1,7 +1,8 @@
 #!/bin/sh
 # README's second command: set up, build and run every test (make check,
 # which includes the acceptance cases of ../shared/cases, then make
-# distcheck). Ends with the line "N passed, N failed".
+# distcheck, then the suite again under -Werror, ASan and UBSan). Ends with
+# the line "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 if ! sh tools/setup.sh; then
@@ -33,6 +34,32 @@ if [ -z "${SKIP_DISTCHECK:-}" ]; then
     echo "FAIL: make distcheck"
     failed=$((failed + 1))
   fi
+fi
+
+# The whole suite again, built with -Werror, ASan and UBSan (leaks fail),
+# from the distribution tarball so that the tree's own build is untouched.
+if [ -z "${SKIP_SANITIZERS:-}" ]; then
+  cases=$(cd .. && pwd)/shared/cases
+  san=$(mktemp -d "${TMPDIR:-/tmp}/rampmail-san.XXXXXX")
+  if { ls rampmail-*.tar.gz >/dev/null 2>&1 || make dist >/dev/null; } \
+     && tar -C "$san" -xzf "$(ls rampmail-*.tar.gz | head -n 1)" \
+     && (cd "$san"/rampmail-* \
+         && ./configure -q --enable-sanitizers CFLAGS="-O1 -g -Werror" \
+         && make -j2 >/dev/null \
+         && ASAN_OPTIONS=detect_leaks=1:verify_asan_link_order=0 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            RAMPMAIL_CASES_DIR="$cases" make -j2 check) > sanitizers.out 2>&1
+  then
+    echo "PASS: make check with -Werror, ASan and UBSan"
+    passed=$((passed + 1))
+  else
+    grep -E '^(FAIL|ERROR)|ERROR: (Address|Leak)Sanitizer|runtime error' \
+      sanitizers.out | head -n 40
+    tail -n 30 sanitizers.out
+    echo "FAIL: make check with -Werror, ASan and UBSan"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$san"
 fi
 
 echo "${passed} passed, ${failed} failed, ${skipped:-0} skipped"
