@@ -407,7 +407,8 @@ parse_ignored_value (Parser *p, char letter, const char *value,
     {
       g_autofree char *shown = printable (value);
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "option -O %s is not supported: rampmail has no TLS yet",
+                   "option -O %s is not supported: rampmail does not "
+                   "implement REQUIRETLS (RFC 8689)",
                    shown);
       return FALSE;
     }
@@ -683,7 +684,20 @@ parse_all (Parser *p, GError **error)
     }
 
   for (; p->index < p->argc; p->index++)
-    g_ptr_array_add (p->opts->recipients, g_strdup (p->argv[p->index]));
+    {
+      const char *arg = p->argv[p->index];
+
+      /* --test NAME... --send-to ADDR: the option may follow the names. */
+      if (p->opts->mode == RM_MODE_TEST_SERVERS
+          && (strcmp (arg, "--send-to") == 0
+              || g_str_has_prefix (arg, "--send-to=")))
+        {
+          if (!parse_long (p, arg, error))
+            return FALSE;
+          continue;
+        }
+      g_ptr_array_add (p->opts->recipients, g_strdup (arg));
+    }
   return check_mode (p->opts, error);
 }
 

@@ -43,6 +43,8 @@ typedef enum {
   KIND_COUNT,    /* 1 to 1000000 */
   KIND_COUNT0,   /* 0 to 86400 */
   KIND_SHARE,    /* a fraction, 0 < x <= 1 */
+  KIND_SHARE0,   /* a fraction, 0 <= x <= 1; 0 turns it off */
+  KIND_LIMIT0,   /* 0 to 1000000; 0 turns it off */
   KIND_GROWTH,   /* a factor, 1 < x <= 10 */
   KIND_DAYS,     /* 1 to 365 */
   KIND_SCHEDULE, /* daily allowances: "20, 40, 80" */
@@ -78,7 +80,7 @@ static const KeySpec main_keys[] = {
   { "warmup_min_share", KIND_SHARE, offsetof (type, ramp.min_share) },     \
   { "warmup_restart_after", KIND_DAYS, offsetof (type, ramp.restart_after) }, \
   { "min_gap", KIND_COUNT0, offsetof (type, ramp.min_gap) },               \
-  { "hourly_share", KIND_SHARE, offsetof (type, ramp.hourly_share) }
+  { "hourly_share", KIND_SHARE0, offsetof (type, ramp.hourly_share) }
   RAMP_KEYS (RmConfig),
 };
 
@@ -96,7 +98,7 @@ static const KeySpec server_keys[] = {
   { "password_command", KIND_TEXT,
     offsetof (RmServerConf, password_command) },
   { "from", KIND_FROM, offsetof (RmServerConf, from) },
-  { "max_rcpts", KIND_COUNT, offsetof (RmServerConf, max_rcpts) },
+  { "max_rcpts", KIND_LIMIT0, offsetof (RmServerConf, max_rcpts) },
   { "transport", KIND_PLUGIN, offsetof (RmServerConf, transport) },
   { "connect_timeout", KIND_SECONDS,
     offsetof (RmServerConf, connect_timeout) },
@@ -543,6 +545,10 @@ store_value (const Loader *ld, const KeySpec *spec, const char *value,
       return parse_number (value, 0, 86400, field);
     case KIND_SHARE:
       return parse_double (value, 0.0, TRUE, 1.0, field);
+    case KIND_SHARE0:
+      return parse_double (value, 0.0, FALSE, 1.0, field);
+    case KIND_LIMIT0:
+      return parse_number (value, 0, 1000000, field);
     case KIND_GROWTH:
       return parse_double (value, 1.0, TRUE, 10.0, field);
     case KIND_DAYS:
@@ -663,7 +669,7 @@ server_free (gpointer data)
   g_free (server);
 }
 
-/* The Gmail preset; doc/gmail.md explains each value. Keys in the group
+/* The Gmail preset; doc/configuration.md explains each value. Keys in the group
  * override them. */
 static void
 apply_gmail (RmServerConf *server)
@@ -677,6 +683,13 @@ apply_gmail (RmServerConf *server)
   server->ramp.cap = 500;
   server->ramp.min_gap = 2;
   server->ramp.hourly_share = 0.25;
+}
+
+static gboolean
+is_loopback (const char *host)
+{
+  return strcmp (host, "localhost") == 0 || strcmp (host, "::1") == 0
+         || g_str_has_prefix (host, "127.");
 }
 
 /* Rules between keys of one server group, once all are read. */
@@ -712,6 +725,11 @@ check_server (Loader *ld, const char *group, RmServerConf *server)
              "account needs a user that is an address (local@domain)");
   if (server->from == RM_FROM_ACCOUNT && server->user == NULL)
     problem (ld, group, "from", "account needs user");
+  if (server->tls == RM_TLS_NONE && server->user != NULL
+      && server->host != NULL && !is_loopback (server->host))
+    problem (ld, group, "user",
+             "a password is never sent in plaintext to %s: set tls = "
+             "starttls or implicit", server->host);
 }
 
 static void

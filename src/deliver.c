@@ -238,7 +238,32 @@ server_usable (RmContext *ctx, const RmRunOptions *run, const Job *job,
   /* A rewritten From would break the signature. */
   if (job->entry->dkim && srv->from == RM_FROM_ACCOUNT)
     return FALSE;
-  return run->flush || rm_state_backoff_until (ctx->state, srv->name) <= now;
+  if (rm_state_backoff_until (ctx->state, srv->name) <= now)
+    return TRUE;
+  /* A flush skips the backoff of a failing server, not a hold (a refused
+   * login, a provider's daily limit): those would only fail again. */
+  if (run->flush)
+    {
+      g_autofree char *held = rm_state_backoff_reason (ctx->state,
+                                                       srv->name);
+      return held == NULL;
+    }
+  return FALSE;
+}
+
+/* TRUE if job is signed and every server it could use sends as its
+ * account: it must wait for a server that keeps From. */
+static gboolean
+dkim_blocked (RmContext *ctx, const Job *job)
+{
+  GPtrArray *servers = ctx->config->servers;
+
+  if (!job->entry->dkim)
+    return FALSE;
+  for (guint i = 0; i < servers->len; i++)
+    if (((RmServerConf *) servers->pdata[i])->from != RM_FROM_ACCOUNT)
+      return FALSE;
+  return TRUE;
 }
 
 /* A share of one job's recipients for one server in one round. */
@@ -620,7 +645,11 @@ outgoing_fill (Outgoing *out, RmContext *ctx, Part *part)
       if (out->rewritten_fd >= 0)
         out->msg.data_fd = out->rewritten_fd;
       else
-        rm_log_warn ("%s: %s", job->entry->id, error->message);
+        {
+          /* Never send as the account with the old From: wait. */
+          rm_log_warn ("%s: %s", job->entry->id, error->message);
+          out->msg.data_fd = -1;
+        }
     }
   out->msg.queue_id = job->entry->id;
   out->msg.sender = out->sender;
@@ -630,7 +659,8 @@ outgoing_fill (Outgoing *out, RmContext *ctx, Part *part)
   out->msg.size = job->size;
   out->msg.done = on_message_done;
   out->msg.done_data = out;
-  lseek (out->msg.data_fd, 0, SEEK_SET);
+  if (out->msg.data_fd >= 0)
+    lseek (out->msg.data_fd, 0, SEEK_SET);
 }
 
 static void
@@ -701,6 +731,7 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
   const RmTransportOps *ops;
   gboolean sent = FALSE;
   char *password = NULL;
+  guint n = 0;
   RmServer srv;
 
   for (guint i = 0; i < parts->len; i++)
@@ -710,7 +741,15 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
       outgoing_fill (&out[i], ctx, part);
       out[i].stats = stats;
       out[i].news = &news;
-      msgs[i] = &out[i].msg;
+      if (out[i].msg.data_fd < 0)
+        {
+          RmAttempt failed = { RM_RESULT_TEMPFAIL, 0,
+                               (char *) "the message could not be prepared "
+                                        "for this server" };
+          outgoing_settle (&out[i], &failed);
+          continue;
+        }
+      msgs[n++] = &out[i].msg;
       rm_state_mark_sending (ctx->state, part->reservation);
     }
   ops = rm_modules_load (ctx->config->plugin_dir, RM_PLUGIN_TRANSPORT,
@@ -720,24 +759,29 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
   if (ops != NULL && (conf->user == NULL || password != NULL))
     {
       rm_server_view (ctx->config, conf, password, &srv);
-      sent = ops->send (&srv, msgs, parts->len, attempts, &error);
+      sent = n == 0 || ops->send (&srv, msgs, n, attempts, &error);
     }
   rm_secret_free (password);
   if (!sent && error != NULL)
     rm_log_warn ("server %s: %s", conf->name, error->message);
-  for (guint i = 0; i < parts->len; i++)
+  for (guint i = 0, k = 0; i < parts->len; i++)
     {
-      if (!sent)
+      if (out[i].msg.data_fd >= 0)
         {
-          attempts[i].result = RM_RESULT_TEMPFAIL;
-          if (attempts[i].reply == NULL && error != NULL)
-            attempts[i].reply = g_strdup (error->message);
+          if (!sent)
+            {
+              attempts[k].result = RM_RESULT_TEMPFAIL;
+              if (attempts[k].reply == NULL && error != NULL)
+                attempts[k].reply = g_strdup (error->message);
+            }
+          outgoing_settle (&out[i], &attempts[k]);
+          g_free (attempts[k].reply);
+          k++;
         }
-      outgoing_settle (&out[i], &attempts[i]);
       outgoing_clear (&out[i]);
-      g_free (attempts[i].reply);
     }
-  judge_server (ctx, conf, sent, &news);
+  if (n > 0)
+    judge_server (ctx, conf, sent, &news);
   g_free (news.verdict_reply);
 }
 
@@ -908,7 +952,16 @@ schedule (RmContext *ctx, Job *job, gint64 now)
 {
   RmEntry *entry = job->entry;
 
-  if (job->failed_now || job->no_failover)
+  if (dkim_blocked (ctx, job))
+    {
+      entry->next_attempt = now + ctx->config->retry_max;
+      g_free (entry->last_error);
+      entry->last_error = g_strdup (
+          "DKIM-signed, and every server sends as its account (from = "
+          "account), which would break the signature: it waits for a "
+          "server with from = keep");
+    }
+  else if (job->failed_now || job->no_failover)
     {
       entry->attempts++;
       entry->next_attempt = now + rm_state_retry_delay (

@@ -179,6 +179,19 @@ check_config (RmConfig *config, GError **error)
           return -1;
         }
     }
+  for (guint i = 0; i < config->servers->len; i++)
+    {
+      RmServerConf *srv = config->servers->pdata[i];
+
+      if (strcmp (srv->ramp.warmup, "none") != 0
+          && rm_modules_load (config->plugin_dir, RM_PLUGIN_WARMUP,
+                              srv->ramp.warmup, error) == NULL)
+        {
+          g_prefix_error (error, "%s: [server %s] warmup: ", config->file,
+                          srv->name);
+          return -1;
+        }
+    }
   if (rm_modules_load (config->plugin_dir, RM_PLUGIN_SELECTOR,
                        config->selector, error) == NULL)
     {
@@ -188,6 +201,24 @@ check_config (RmConfig *config, GError **error)
   printf ("%s: the configuration is valid (%u servers)\n", config->file,
           config->servers->len);
   return EX_OK;
+}
+
+/* A server name given to --test that names no server. */
+static const char *
+unknown_server (const RmConfig *config, const RmOptions *opts)
+{
+  for (guint i = 0; i < opts->recipients->len; i++)
+    {
+      gboolean found = FALSE;
+
+      for (guint k = 0; k < config->servers->len && !found; k++)
+        found = strcmp (opts->recipients->pdata[i],
+                        ((RmServerConf *) config->servers->pdata[k])->name)
+                == 0;
+      if (!found)
+        return opts->recipients->pdata[i];
+    }
+  return NULL;
 }
 
 static gboolean
@@ -291,9 +322,18 @@ static int
 test_servers (RmConfig *config, const RmOptions *opts, GError **error)
 {
   g_autoptr (GString) summary = g_string_new (NULL);
+  const char *unknown = unknown_server (config, opts);
   int status = EX_OK;
   guint tested = 0;
 
+  if (unknown != NULL)
+    {
+      g_autofree char *shown = rm_log_escape (unknown);
+
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
+                   "no [server %s] in %s", shown, config->file);
+      return -1;
+    }
   for (guint i = 0; i < config->servers->len; i++)
     {
       RmServerConf *conf = config->servers->pdata[i];
