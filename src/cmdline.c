@@ -801,7 +801,7 @@ static const char help_head[] =
   "  -bm                 read a message and send it (the default)\n"
   "  -bp, mailq          list the queue\n"
   "  -bi, -I, newaliases check the aliases file\n"
-  "  -bs                 SMTP on standard input (not supported yet)\n"
+  "  -bs                 SMTP on standard input and output\n"
   "  -q                  deliver what waits in the queue\n"
   "  -qINTERVAL          keep running: deliver what is due every INTERVAL\n"
   "                      (such as 30m, 1h30m)\n"

@@ -421,6 +421,14 @@ headers_write (Headers *h, Writer *w, GError **error)
   headers_merge_repeats (h);
   headers_add_missing (h);
   headers_make_sendable (h);
+  if (h->params->received != NULL)
+    {
+      g_autofree char *trace = g_strdup_printf ("Received: %s",
+                                                h->params->received);
+
+      if (!writer_line (w, trace, strlen (trace), error))
+        return FALSE;
+    }
   for (guint i = 0; i < h->fields->len; i++)
     {
       Field *f = h->fields->pdata[i];

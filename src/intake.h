@@ -17,7 +17,7 @@
  *    since libESMTP cannot send SMTPUTF8 (see mime.h);
  *  - a field with a line over 998 octets is folded at white space;
  *  - From, Date and Message-ID are added at the end of the header section
- *    when missing.
+ *    when missing; a Received field, when given, goes first.
  *
  * Only the header section is held in memory (at most RM_INTAKE_MAX_HEADER
  * octets); the body streams through. Body lines over 998 octets are left
@@ -36,6 +36,7 @@ typedef struct {
   gboolean ignore_dots;       /* -i: a lone "." is text */
   const char *default_from;   /* From: value to add when missing */
   const char *message_id;     /* Message-ID value (with <>) to add */
+  const char *received;       /* Received value put first, or NULL */
   GDateTime *now;             /* for an added Date: */
 } RmIntakeParams;
 

@@ -26,6 +26,7 @@
 #include "modules.h"
 #include "secret.h"
 #include "runner.h"
+#include "smtpd.h"
 #include "status.h"
 #include "submit.h"
 
@@ -397,6 +398,8 @@ run_mode (RmOptions *opts, RmConfig *config, GError **error)
     status = delete_entries (&ctx, opts, error);
   else if (opts->mode == RM_MODE_STATUS)
     status = rm_status_print (&ctx, error);
+  else if (opts->mode == RM_MODE_SMTP_STDIO)
+    status = rm_smtpd_run (&ctx, opts, error);
   else
     status = rm_submit (&ctx, opts, error);
   rm_context_clear (&ctx);
@@ -436,14 +439,6 @@ main (int argc, char **argv)
              stdout);
       rm_options_clear (&opts);
       return EX_OK;
-    }
-  if (opts.mode == RM_MODE_SMTP_STDIO)
-    {
-      rm_options_clear (&opts);
-      fprintf (stderr, "rampmail: -bs (SMTP on standard input) is not "
-                       "supported yet; call rampmail with the recipients "
-                       "or -t instead\n");
-      return EX_USAGE;
     }
 
   config = rm_config_load (opts.config_file ? opts.config_file

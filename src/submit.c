@@ -22,6 +22,7 @@
 typedef struct {
   RmContext *ctx;
   const RmOptions *opts;
+  const RmSubmitSource *source;
   RmAliases *aliases;
   char *login;
   char *sender;
@@ -189,17 +190,24 @@ spool_message (Submission *sub, RmIntakeResult *in, GError **error)
   g_autofree char *stamp = g_date_time_format (now, "%Y%m%d%H%M%S");
   g_autofree char *msgid = NULL;
   g_autofree char *from = default_from (sub);
+  g_autofree char *date = rm_intake_format_date (now);
+  g_autofree char *received = NULL;
   RmIntakeParams params = { 0 };
 
   sub->fd = rm_queue_create (sub->ctx->queue, &sub->id, error);
   if (sub->fd < 0)
     return FALSE;
   msgid = g_strdup_printf ("<%s.%s@%s>", stamp, sub->id, config->hostname);
+  received = g_strdup_printf ("by %s (rampmail, from user %s, uid %u)%s\r\n"
+                              "\tid %s; %s", config->hostname, sub->login,
+                              (unsigned) getuid (), sub->source->with,
+                              sub->id, date);
   params.ignore_dots = sub->opts->ignore_dots;
   params.default_from = from;
   params.message_id = msgid;
+  params.received = received;
   params.now = now;
-  return rm_intake_stream (STDIN_FILENO, sub->fd, &params, in, error);
+  return rm_intake_stream (sub->source->fd, sub->fd, &params, in, error);
 }
 
 /* Re-encodes a message with over-long body lines (see mime.h). */
@@ -312,10 +320,11 @@ deliver_now (Submission *sub, GError **error)
 }
 
 int
-rm_submit (RmContext *ctx, const RmOptions *opts, GError **error)
+rm_submit_from (RmContext *ctx, const RmOptions *opts,
+                const RmSubmitSource *source, char **queue_id, GError **error)
 {
   g_autoptr (RmAliases) aliases = NULL;
-  Submission sub = { ctx, opts, NULL, NULL, NULL, NULL, NULL, -1 };
+  Submission sub = { ctx, opts, source, NULL, NULL, NULL, NULL, NULL, -1 };
   int status = -1;
 
   aliases = rm_aliases_load (ctx->config->aliases, error);
@@ -332,11 +341,14 @@ rm_submit (RmContext *ctx, const RmOptions *opts, GError **error)
     }
   else
     {
+      if (queue_id != NULL)
+        *queue_id = g_strdup (sub.id);
       switch (delivery_mode (&sub))
         {
         case RM_DELIVERY_DEFAULT:
         case RM_DELIVERY_BACKGROUND:
-          rm_runner_kick (ctx);
+          if (source->kick_runner)
+            rm_runner_kick (ctx);
           status = EX_OK;
           break;
         case RM_DELIVERY_QUEUE:
@@ -355,4 +367,12 @@ rm_submit (RmContext *ctx, const RmOptions *opts, GError **error)
   g_free (sub.id);
   g_ptr_array_unref (sub.rcpts);
   return status;
+}
+
+int
+rm_submit (RmContext *ctx, const RmOptions *opts, GError **error)
+{
+  RmSubmitSource source = { STDIN_FILENO, "", TRUE };
+
+  return rm_submit_from (ctx, opts, &source, NULL, error);
 }

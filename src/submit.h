@@ -22,7 +22,22 @@
 #include "cmdline.h"
 #include "deliver.h"
 
-/* Returns a sysexits code, or -1 with error set. */
+/* Where a message comes from. */
+typedef struct {
+  int fd;                 /* the message, read to its end or a lone dot */
+  const char *with;       /* added to the Received field: "" or
+                           * " with ESMTP" */
+  gboolean kick_runner;   /* start the queue runner in background mode */
+} RmSubmitSource;
+
+/* Submits the message on standard input. Returns a sysexits code, or -1
+ * with error set. */
 int rm_submit (RmContext *ctx, const RmOptions *opts, GError **error);
+
+/* The same from source; *queue_id (may be NULL) gets the id of the
+ * committed entry. */
+int rm_submit_from (RmContext *ctx, const RmOptions *opts,
+                    const RmSubmitSource *source, char **queue_id,
+                    GError **error);
 
 #endif

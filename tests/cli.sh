@@ -131,15 +131,39 @@ check "--help has an ignored-flags section" grep -qi 'ignored' "$T/help"
 expect_eq "--version: exit 0" 0 $?
 check "--version names the program" grep -q 'rampmail' "$T/version"
 
-# stdin is a FIFO that this shell also holds open for writing: reading it
-# as a message would block until the timeout.
-mkfifo "$T/fifo"
-timeout 10 "$RAMPMAIL" -C "$T/rampmail.conf" -bs 0<>"$T/fifo" 2>"$T/err"
-st=$?
-check "-bs: refused with a nonzero exit ($st)" \
-  test "$st" -ne 0 -a "$st" -ne 124
-check "-bs: says why on stderr" test -s "$T/err"
-expect_eq "-bs: nothing queued" 0 "$(queued)"
+# -bs: SMTP on standard input and output (Symfony Mailer's default).
+n=$(count_mail mx)
+printf '%s\r\n' 'EHLO app.example.com' 'MAIL FROM:<shop@example.org> BODY=8BITMIME' \
+  'RCPT TO:<buyer@example.net>' 'RCPT TO:<evil@example.net> NOTIFY=NEVER' \
+  'RCPT TO:<x@example.net>\rRCPT TO:<y@example.net>' 'DATA' \
+  'Subject: order' '' '..starts with a dot' 'last line' '.' \
+  'MAIL FROM:<a@example.org>' 'RCPT TO:<b@example.net>' 'RSET' 'DATA' \
+  'BOGUS' 'QUIT' > "$T/bs.in"
+timeout 20 "$RAMPMAIL" -C "$T/rampmail.conf" -bs < "$T/bs.in" > "$T/bs.out" \
+  2>"$T/err"
+expect_eq "-bs: exit 0" 0 $?
+check "-bs: greets with 220" grep -q '^220 ' "$T/bs.out"
+check "-bs: offers 8BITMIME, PIPELINING and SIZE" \
+  sh -c "grep -q '^250-8BITMIME' '$T/bs.out' && grep -q '^250-PIPELINING' '$T/bs.out' && grep -q '^250 SIZE' '$T/bs.out'"
+check "-bs: does not offer SMTPUTF8" sh -c "! grep -q SMTPUTF8 '$T/bs.out'"
+check "-bs: RCPT with an unknown parameter refused" grep -q '^501 ' "$T/bs.out"
+check "-bs: a CR inside a command line is no second command" \
+  sh -c "grep -c '^553 \|^501 ' '$T/bs.out' | grep -q '^2$'"
+check "-bs: the message is queued" grep -q '^250 2.0.0 queued as ' "$T/bs.out"
+check "-bs: RSET forgets the envelope (DATA then 503)" grep -q '^503 ' "$T/bs.out"
+check "-bs: unknown command 500" grep -q '^500 ' "$T/bs.out"
+check "-bs: QUIT answered 221" grep -q '^221 ' "$T/bs.out"
+check "-bs: every reply ends with CRLF" \
+  sh -c "! grep -v \"\$(printf '\\r')\$\" '$T/bs.out'"
+check "-bs: delivered once" delivered_one mx "$n"
+expect_eq "-bs: envelope" "shop@example.org buyer@example.net" \
+  "$(last_envelope mx)"
+check "-bs: dot-unstuffed once" grep -q '^\.starts with a dot' \
+  "$(ls "$T/mx.mail"/*.eml | tail -n 1)"
+check "-bs: a Received field names rampmail and ESMTP" \
+  grep -q '^Received: by .*(rampmail, from user .*) with ESMTP' \
+  "$(ls "$T/mx.mail"/*.eml | tail -n 1)"
+expect_eq "-bs: nothing left queued" 0 "$(queued)"
 
 # ---- local names ----------------------------------------------------------------
 

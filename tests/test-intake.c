@@ -45,8 +45,10 @@ static void
 run_intake (Run *run, const char *input, gsize len, gboolean ignore_dots)
 {
   g_autoptr (GDateTime) now = g_date_time_new_utc (2026, 3, 4, 9, 5, 7);
-  RmIntakeParams params = { ignore_dots, "Default <d@example.test>",
-                            "<id@example.test>", now };
+  RmIntakeParams params = { .ignore_dots = ignore_dots,
+                            .default_from = "Default <d@example.test>",
+                            .message_id = "<id@example.test>",
+                            .now = now };
   int in = temp_fd_with (input, len);
   int out = temp_fd_with ("", 0);
 
