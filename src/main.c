@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "intake.h"
 #include "modules.h"
 #include "secret.h"
+#include "privs.h"
 #include "runner.h"
 #include "smtpd.h"
 #include "status.h"
@@ -425,6 +427,8 @@ main (int argc, char **argv)
   int status;
 
   signal (SIGPIPE, SIG_IGN);
+  /* Queue, state and log files are for rampmail's group, never others. */
+  umask (0007);
   rm_log_init (NULL);
   if (!rm_cmdline_parse (argc, argv, &opts, &error))
     {
@@ -432,6 +436,12 @@ main (int argc, char **argv)
       fprintf (stderr, "rampmail: try --help\n");
       return fail (error);
     }
+  /* Another configuration from a caller who is not root gets no group
+   * rights: it could name the group's queue, state or password files. */
+  if ((opts.config_file != NULL && getuid () != 0
+       && !rm_privs_trusted_file (opts.config_file))
+      || opts.mode == RM_MODE_HELP || opts.mode == RM_MODE_VERSION)
+    rm_privs_drop ();
   if (opts.mode == RM_MODE_HELP || opts.mode == RM_MODE_VERSION)
     {
       fputs (opts.mode == RM_MODE_HELP ? rm_cmdline_help ()

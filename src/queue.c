@@ -103,13 +103,14 @@ rm_queue_open (const char *dir, GError **error)
     {
       g_autofree char *path = g_build_filename (dir, subdirs[i], NULL);
 
-      if (g_mkdir_with_parents (path, 0750) < 0)
+      if (g_mkdir_with_parents (path, 0770) < 0)
         {
           rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT,
                               "queue folder %s", path);
           return NULL;
         }
-      if (access (path, R_OK | W_OK | X_OK) < 0)
+      /* The effective ids: a setgid rampmail works through its group. */
+      if (faccessat (AT_FDCWD, path, R_OK | W_OK | X_OK, AT_EACCESS) < 0)
         {
           rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT,
                               "queue folder %s", path);

@@ -52,7 +52,8 @@ RmEntry *rm_entry_new (void);
 void rm_entry_free (RmEntry *entry);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RmEntry, rm_entry_free)
 
-/* Opens dir, creating it and its folders (mode 0750) when missing. */
+/* Opens dir, creating it and its folders (mode 0770: the group of a setgid
+ * rampmail shares them) when missing. */
 RmQueue *rm_queue_open (const char *dir, GError **error);
 void rm_queue_free (RmQueue *queue);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RmQueue, rm_queue_free)

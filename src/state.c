@@ -44,7 +44,7 @@ rm_state_open (const char *state_dir, GError **error)
   g_autofree char *path = g_build_filename (state_dir, "state.sqlite", NULL);
   g_autoptr (RmState) state = g_new0 (RmState, 1);
 
-  if (g_mkdir_with_parents (state_dir, 0750) < 0)
+  if (g_mkdir_with_parents (state_dir, 0770) < 0)
     {
       rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT,
                           "state folder %s", state_dir);

@@ -16,6 +16,7 @@
 #include "intake.h"
 #include "log.h"
 #include "mime.h"
+#include "privs.h"
 #include "runner.h"
 #include "submit.h"
 
@@ -287,11 +288,17 @@ accept_message (Submission *sub, GError **error)
 }
 
 static RmDelivery
+delivery_of (const RmContext *ctx, const RmOptions *opts)
+{
+  if (opts->delivery != RM_DELIVERY_DEFAULT)
+    return opts->delivery;
+  return ctx->config->delivery;
+}
+
+static RmDelivery
 delivery_mode (const Submission *sub)
 {
-  if (sub->opts->delivery != RM_DELIVERY_DEFAULT)
-    return sub->opts->delivery;
-  return sub->ctx->config->delivery;
+  return delivery_of (sub->ctx, sub->opts);
 }
 
 /* -odi: this process delivers the entry; the exit status tells. */
@@ -373,6 +380,10 @@ int
 rm_submit (RmContext *ctx, const RmOptions *opts, GError **error)
 {
   RmSubmitSource source = { STDIN_FILENO, "", TRUE };
+  int status = rm_submit_from (ctx, opts, &source, NULL, error);
 
-  return rm_submit_from (ctx, opts, &source, NULL, error);
+  /* Queued, and the runner (if any) has its own copy of the group. */
+  if (delivery_of (ctx, opts) != RM_DELIVERY_INTERACTIVE)
+    rm_privs_drop ();
+  return status;
 }
