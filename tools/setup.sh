@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential autoconf automake libtool libtool-bin pkg-config
   libltdl-dev libesmtp-dev libglib2.0-dev libgmime-3.0-dev libsqlite3-dev
-  python3 python3-aiosmtpd faketime valgrind"
+  python3 python3-aiosmtpd faketime valgrind
+  php-cli git git-email mutt debianutils"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 missing=""
