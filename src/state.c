@@ -287,22 +287,32 @@ rm_state_count (RmState *state, const char *day, const char *server)
 /* ---- quotas --------------------------------------------------------------- */
 
 /* A statement with text and integer parameters bound in order: "s" binds
- * the next const char *, "i" the next gint64. */
+ * the next const char *, "i" the next gint64. NULL if it cannot be
+ * prepared. */
 static sqlite3_stmt *
-prepare (RmState *state, const char *sql, const char *types, ...)
+prepare_va (RmState *state, const char *sql, const char *types, va_list ap)
 {
   sqlite3_stmt *stmt = NULL;
-  va_list ap;
 
   if (sqlite3_prepare_v2 (state->db, sql, -1, &stmt, NULL) != SQLITE_OK)
     return NULL;
-  va_start (ap, types);
   for (int i = 0; types[i] != '\0'; i++)
     if (types[i] == 's')
       sqlite3_bind_text (stmt, i + 1, va_arg (ap, const char *), -1,
                          SQLITE_TRANSIENT);
     else
       sqlite3_bind_int64 (stmt, i + 1, va_arg (ap, gint64));
+  return stmt;
+}
+
+static sqlite3_stmt *
+prepare (RmState *state, const char *sql, const char *types, ...)
+{
+  sqlite3_stmt *stmt;
+  va_list ap;
+
+  va_start (ap, types);
+  stmt = prepare_va (state, sql, types, ap);
   va_end (ap);
   return stmt;
 }
@@ -311,21 +321,14 @@ prepare (RmState *state, const char *sql, const char *types, ...)
 static gint64
 query_int (RmState *state, const char *sql, const char *types, ...)
 {
-  sqlite3_stmt *stmt = NULL;
+  sqlite3_stmt *stmt;
   gint64 value = 0;
   va_list ap;
 
-  if (sqlite3_prepare_v2 (state->db, sql, -1, &stmt, NULL) != SQLITE_OK)
-    return 0;
   va_start (ap, types);
-  for (int i = 0; types[i] != '\0'; i++)
-    if (types[i] == 's')
-      sqlite3_bind_text (stmt, i + 1, va_arg (ap, const char *), -1,
-                         SQLITE_TRANSIENT);
-    else
-      sqlite3_bind_int64 (stmt, i + 1, va_arg (ap, gint64));
+  stmt = prepare_va (state, sql, types, ap);
   va_end (ap);
-  if (sqlite3_step (stmt) == SQLITE_ROW)
+  if (stmt != NULL && sqlite3_step (stmt) == SQLITE_ROW)
     value = sqlite3_column_int64 (stmt, 0);
   sqlite3_finalize (stmt);
   return value;
