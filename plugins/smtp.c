@@ -93,6 +93,7 @@ typedef struct {
   smtp_recipient_t *rcpts; /* msg->n_rcpts handles, NULL if refused */
   RmAttempt *attempt;      /* this message's element of the attempts */
   gboolean judged;         /* outcome recorded and handed to msg->done */
+  gboolean started;        /* msg->started was called */
   gboolean eof_given;      /* the callback reported the end of the data */
   gboolean peer_gone;      /* ... while the server had already hung up */
   int read_errno;
@@ -572,6 +573,10 @@ rm_smtp_on_interact (auth_client_request_t request, char **result,
 
   if (!run->tls_active && !run->peer_loopback)
     return 0;
+  /* One refused login per session: a second mechanism with the same
+   * password would only count as another failure (Gmail locks out). */
+  if (run->auth_code != 0)
+    return 0;
   for (int i = 0; i < fields; i++)
     {
       unsigned what = request[i].flags & (AUTH_USER | AUTH_PASS
@@ -627,6 +632,10 @@ rm_smtp_on_reply (RmSmtpRun *run, int code, const char *text)
       run->authenticated = TRUE;
       return;
     }
+  /* The first refusal is the server's verdict; what follows may only be
+   * the answer to a cancelled second mechanism. */
+  if (run->auth_code != 0)
+    return;
   run->auth_code = code;
   g_free (run->auth_reply);
   run->auth_reply = g_strdup (text);
@@ -798,6 +807,9 @@ rm_smtp_read_message (void **ctx, int *len, void *arg)
       errno = EACCES;
       return NULL;
     }
+  if (!m->started && m->msg->started != NULL)
+    m->msg->started (m->msg, m->msg->done_data);
+  m->started = TRUE;
 
   do
     n = read (m->msg->data_fd, m->run->buf, RM_SMTP_CHUNK);

@@ -41,7 +41,7 @@ clean_text (const char *text)
 
   if (text == NULL)
     text = "";
-  for (i = 0; text[i] != '\0' && i < REPLY_CAP; i++)
+  for (i = 0; i < REPLY_CAP && text[i] != '\0'; i++)
     {
       guchar c = (guchar) text[i];
 

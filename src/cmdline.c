@@ -56,7 +56,7 @@ static const IgnoredFlag ignored_flags[] = {
     "Postfix parameter override: settings come from the configuration "
     "file (-O requiretls=yes is refused)" },
   { "p", TRUE, "-p protocol",
-    "protocol name for Received:, which rampmail does not add" },
+    "protocol name for Received:, which names rampmail itself" },
   { "s", FALSE, "-s",
     "keep mbox \"From \" lines: rampmail always drops that line" },
   { "U", FALSE, "-U",

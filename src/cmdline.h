@@ -19,7 +19,7 @@ typedef enum {
   RM_MODE_QUEUE_RUN,     /* -q[interval] */
   RM_MODE_LIST_QUEUE,    /* -bp, mailq */
   RM_MODE_ALIASES,       /* -bi, newaliases */
-  RM_MODE_SMTP_STDIO,    /* -bs (refused until it is implemented) */
+  RM_MODE_SMTP_STDIO,    /* -bs: SMTP on standard input and output */
   RM_MODE_CHECK_CONFIG,  /* --check-config */
   RM_MODE_TEST_SERVERS,  /* --test [SERVER...]: check each server */
   RM_MODE_DELETE,        /* --delete ID...: remove queue entries */

@@ -528,8 +528,9 @@ store_value (const Loader *ld, const KeySpec *spec, const char *value,
     case KIND_DURATION:
       return parse_duration (value, field);
     case KIND_TEXT:
-      ok = !has_control (value);
-      expected = "text without control characters";
+      /* Never echoed: a password_command may hold a secret. */
+      if (has_control (value))
+        return g_strdup ("invalid value: it holds control characters");
       break;
     case KIND_BOOL:
       return parse_bool (value, field);

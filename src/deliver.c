@@ -99,7 +99,7 @@ typedef struct {
   RmEntry *entry;
   int fd;                 /* the entry's lock, and its data */
   gint64 size;
-  GHashTable *tried;      /* server names tried in this run */
+  GHashTable *tried;      /* servers that failed it in this run */
   GPtrArray *refusals;    /* Refusal *: refused for good in this run */
   gboolean attempted;     /* offered to a server in this run */
   gboolean retry_elsewhere; /* a recipient failed temporarily last round */
@@ -323,7 +323,6 @@ reserve_part (RmContext *ctx, const RmRunOptions *run, Job *job, guint want,
   part->rcpts = g_ptr_array_new ();
   part->granted = granted;
   part->reservation = reservation;
-  g_hash_table_add (job->tried, g_strdup (part->conf->name));
   return part;
 }
 
@@ -568,6 +567,8 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
             job->no_failover = TRUE;
           else
             job->retry_elsewhere = job->failed_now = TRUE;
+          /* Not this server again for this entry in this run. */
+          g_hash_table_add (job->tried, g_strdup (srv->name));
           g_free (job->entry->last_error);
           job->entry->last_error = g_strdup_printf (
               "%s: %s", srv->name, *reply ? reply : "failed");
@@ -620,6 +621,16 @@ on_message_done (RmMessage *msg, RmAttempt *attempt, gpointer user_data)
   outgoing_settle (user_data, attempt);
 }
 
+/* The data is about to go out: from now on a crash counts the
+ * reservation as used (the outcome would be unknown). */
+static void
+on_message_started (RmMessage *msg, gpointer user_data)
+{
+  Outgoing *out = user_data;
+
+  rm_state_mark_sending (out->ctx->state, out->part->reservation);
+}
+
 static void
 outgoing_fill (Outgoing *out, RmContext *ctx, Part *part)
 {
@@ -658,6 +669,7 @@ outgoing_fill (Outgoing *out, RmContext *ctx, Part *part)
   out->msg.body = job->entry->body;
   out->msg.size = job->size;
   out->msg.done = on_message_done;
+  out->msg.started = on_message_started;
   out->msg.done_data = out;
   if (out->msg.data_fd >= 0)
     lseek (out->msg.data_fd, 0, SEEK_SET);
@@ -750,7 +762,6 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
           continue;
         }
       msgs[n++] = &out[i].msg;
-      rm_state_mark_sending (ctx->state, part->reservation);
     }
   ops = rm_modules_load (ctx->config->plugin_dir, RM_PLUGIN_TRANSPORT,
                          conf->transport, &error);

@@ -267,8 +267,9 @@ send_test (const RmConfig *config, const RmServerConf *conf,
         close (fd);
       return FALSE;
     }
-  msg = (RmMessage) { "test", from, &rcpt, 1, RM_BODY_7BIT, fd,
-                      (gint64) strlen (text), NULL, NULL };
+  msg = (RmMessage) { .queue_id = "test", .sender = from, .rcpts = &rcpt,
+                      .n_rcpts = 1, .body = RM_BODY_7BIT, .data_fd = fd,
+                      .size = (gint64) strlen (text) };
   ok = ops->send (srv, msgs, 1, &attempt, &error) && rcpt.result == RM_RESULT_OK;
   if (ok)
     g_string_append_printf (report, "  test message: sent to %s (%d %s)\n",

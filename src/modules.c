@@ -49,7 +49,7 @@ check_info (const RmPluginInfo *info, RmPluginKind kind, const char *name,
   if (info->abi != RM_PLUGIN_ABI)
     g_set_error (error, RM_ERROR, RM_ERROR_CONFIG,
                  "plugin %s (%s) has interface version %u, rampmail needs %u",
-                 name, path, info->abi, RM_PLUGIN_ABI);
+                 name, path, info->abi, (unsigned) RM_PLUGIN_ABI);
   else if (info->kind != kind)
     g_set_error (error, RM_ERROR, RM_ERROR_CONFIG,
                  "plugin %s (%s) is a %s, not a %s", name, path,

@@ -458,6 +458,19 @@ used_since (RmState *state, const char *server, gint64 ts)
                     " WHERE server = ?1), 0)", "si", server, ts);
 }
 
+/* The time of the oldest send or reservation of server after ts; 0 if
+ * none. */
+static gint64
+oldest_since (RmState *state, const char *server, gint64 ts)
+{
+  return query_int (state,
+                    "SELECT MIN(t) FROM ("
+                    " SELECT MIN(ts) AS t FROM sent"
+                    " WHERE server = ?1 AND ts > ?2"
+                    " UNION ALL SELECT MIN(ts) FROM reserved"
+                    " WHERE server = ?1)", "si", server, ts);
+}
+
 /* Narrows out->left to limit - used, noting when it frees up (frees 0:
  * nothing sent yet in the window, only reservations: soon). */
 static void
@@ -509,17 +522,13 @@ rm_state_allowance (RmState *state, const RmQuotaSpec *spec, gint64 now,
           " WHERE server = ?1 AND day = ?2), 0)", "ss", server, today);
       apply_limit (out, (gint64) out->allowance, (gint64) out->used,
                    next_midnight (now, tz), "today's allowance is used up");
-      oldest = query_int (state, "SELECT MIN(ts) FROM sent"
-                          " WHERE server = ?1 AND ts > ?2", "si", server,
-                          now - 86400);
+      oldest = oldest_since (state, server, now - 86400);
       apply_limit (out, (gint64) cap_of (&spec->params),
                    used_since (state, server, now - 86400), oldest + 86400,
                    "its cap is used up in the last 24 hours");
       if (spec->hourly_share > 0)
         {
-          oldest = query_int (state, "SELECT MIN(ts) FROM sent"
-                              " WHERE server = ?1 AND ts > ?2", "si", server,
-                              now - 3600);
+          oldest = oldest_since (state, server, now - 3600);
           apply_limit (out,
                        (gint64) ceil (spec->hourly_share
                                       * (double) out->allowance),

@@ -305,7 +305,8 @@ delivery_mode (const Submission *sub)
 static int
 deliver_now (Submission *sub, GError **error)
 {
-  RmRunOptions run = { TRUE, sub->id };
+  /* Not a flush: a server that is backed off stays so. */
+  RmRunOptions run = { FALSE, sub->id };
   RmDeliverStats stats = { 0 };
 
   if (!rm_deliver_run (sub->ctx, &run, &stats, error))

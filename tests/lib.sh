@@ -73,7 +73,10 @@ stop_server () {
 # write_config [extra [rampmail] lines] -- then one "NAME [key=value...]"
 # per server; a server named in $T/NAME.port gets host and port from it.
 # delivery_mode is interactive and warmup none unless an extra line sets
-# them; a server has tls = none unless its spec sets tls=.
+# them. A server has tls = none unless its spec sets tls= or preset=,
+# host 127.0.0.1 unless it sets host= (e.g. host=localhost, the name in
+# the certificates of tests/certs.sh), and the port of $T/NAME.port unless
+# it sets port= (e.g. port=$(port_of other)).
 write_config () {
   conf="$T/rampmail.conf"
   {
@@ -102,11 +105,18 @@ write_config () {
       set -- $spec
       echo
       echo "[server $1]"
-      echo "host = 127.0.0.1"
-      if [ -f "$T/$1.port" ]; then echo "port = $(port_of "$1")"; fi
+      sname=$1
       shift
-      # Plain SMTP on loopback unless the spec says otherwise.
-      case " $* " in *" tls="*) ;; *) echo "tls = none" ;; esac
+      case " $* " in *" host="*) ;; *) echo "host = 127.0.0.1" ;; esac
+      case " $* " in
+        *" port="*) ;;
+        *) if [ -f "$T/$sname.port" ]; then
+             echo "port = $(port_of "$sname")"
+           fi ;;
+      esac
+      # Plain SMTP on loopback unless the spec says otherwise (a preset
+      # brings its own tls).
+      case " $* " in *" tls="*|*" preset="*) ;; *) echo "tls = none" ;; esac
       for kv in "$@"; do
         echo "$kv" | sed 's/=/ = /'
       done
@@ -114,7 +124,20 @@ write_config () {
   } > "$conf"
 }
 
-rampmail () { "$RAMPMAIL" -C "$T/rampmail.conf" "$@"; }
+# RAMPMAIL_VALGRIND=1 runs rampmail under valgrind's memcheck: an error
+# or a definite leak makes it exit 99. With RAMPMAIL_VALGRIND_LOGDIR the
+# reports go to files there (one per process) instead of standard error.
+VALGRIND=""
+if [ -n "${RAMPMAIL_VALGRIND:-}" ]; then
+  VALGRIND="valgrind --error-exitcode=99 --leak-check=full
+    --errors-for-leak-kinds=definite --track-fds=no -q
+    --child-silent-after-fork=yes"
+  if [ -n "${RAMPMAIL_VALGRIND_LOGDIR:-}" ]; then
+    VALGRIND="$VALGRIND --log-file=$RAMPMAIL_VALGRIND_LOGDIR/vg.%p.log"
+  fi
+fi
+
+rampmail () { $VALGRIND "$RAMPMAIL" -C "$T/rampmail.conf" "$@"; }
 
 count_mail () { ls "$T/$1.mail" 2>/dev/null | grep -c '\.json$' || :; }
 

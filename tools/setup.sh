@@ -5,10 +5,11 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="build-essential autoconf automake libtool libtool-bin pkg-config
-  libltdl-dev libesmtp-dev libglib2.0-dev libgmime-3.0-dev libsqlite3-dev
-  python3 python3-aiosmtpd faketime valgrind
-  php-cli git git-email mutt debianutils"
+PACKAGES="autoconf automake build-essential clang clang-format cppcheck
+  debianutils faketime git git-email libclang-rt-14-dev libesmtp-dev
+  libglib2.0-dev libgmime-3.0-dev libltdl-dev libsqlite3-dev libtool
+  libtool-bin mandoc mutt php-cli pkg-config python3 python3-aiosmtpd
+  valgrind"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 missing=""

@@ -111,7 +111,12 @@ struct RmMessage {
   RmMessageDone done;      /* may be NULL; called at most once, and then
                             * the transport does not touch the message,
                             * its recipients or its attempt again */
-  gpointer done_data;
+  gpointer done_data;      /* for done and started */
+  void (*started) (RmMessage *msg, gpointer user_data);
+                           /* may be NULL; called once, just before the
+                            * first octet of the message's data is sent:
+                            * from then on a crash leaves the outcome
+                            * unknown */
 };
 
 typedef struct {
