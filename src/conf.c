@@ -681,6 +681,9 @@ apply_gmail (RmServerConf *server)
   server->tls = RM_TLS_STARTTLS;
   server->max_rcpts = 100;
   server->from = RM_FROM_ACCOUNT;
+  /* Gmail's limit holds even where [rampmail] turned the ramp off. */
+  g_free (server->ramp.warmup);
+  server->ramp.warmup = g_strdup ("ramp");
   server->ramp.cap = 500;
   server->ramp.min_gap = 2;
   server->ramp.hourly_share = 0.25;
