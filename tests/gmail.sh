@@ -34,11 +34,12 @@ gmail_server () {
     --auth "$ACCOUNT:$PW" "$@"
 }
 
-# gspec NAME [key=value...]: a preset = gmail server pointed at the fake.
+# gspec NAME [key=value...]: a preset = gmail server pointed at the fake,
+# without the ramp (warmup.sh tests it), which the preset turns on.
 gspec () {
   gp_name=$1
   shift
-  echo "$gp_name preset=gmail host=localhost tls_ca_file=$CA user=$ACCOUNT password_file=$T/pw timeout=10 $*"
+  echo "$gp_name preset=gmail host=localhost tls_ca_file=$CA user=$ACCOUNT password_file=$T/pw timeout=10 warmup=none $*"
 }
 
 run () {
