@@ -561,7 +561,7 @@ int
 rm_queue_lock_runner (RmQueue *queue, gboolean wait, GError **error)
 {
   g_autofree char *path = g_build_filename (queue->dir, "runner.lock", NULL);
-  int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
 
   if (fd < 0)
     {

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -50,6 +51,14 @@ rm_state_open (const char *state_dir, GError **error)
                           "state folder %s", state_dir);
       return NULL;
     }
+  /* Create it group-writable: a setgid rampmail shares it with its group,
+   * and SQLite gives its -wal and -shm files the database's mode. */
+  {
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+
+    if (fd >= 0)
+      close (fd);
+  }
   if (sqlite3_open_v2 (path, &state->db,
                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)
       != SQLITE_OK)
