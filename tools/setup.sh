@@ -6,10 +6,11 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="autoconf automake build-essential clang clang-format cppcheck
-  debianutils faketime git git-email libclang-rt-14-dev libesmtp-dev
-  libglib2.0-dev libgmime-3.0-dev libltdl-dev libsqlite3-dev libtool
-  libtool-bin mandoc mutt php-cli pkg-config python3 python3-aiosmtpd
-  valgrind"
+  debhelper debianutils debootstrap dpkg-dev fakeroot faketime git
+  git-email libclang-rt-14-dev libesmtp-dev libglib2.0-dev
+  libgmime-3.0-dev libltdl-dev libsqlite3-dev libssl-dev libtool
+  libtool-bin lintian mandoc mutt openssl php-cli pkg-config python3
+  python3-aiosmtpd valgrind"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 missing=""
