@@ -1,9 +1,5 @@
-/* libFuzzer harness for the address parser (not built by default).
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I<dir with config.h> \
- *     -Isrc $(pkg-config --cflags glib-2.0) tests/fuzz-address.c \
- *     src/address.c src/errors.c $(pkg-config --libs glib-2.0) -o fuzz-address
- *   ./fuzz-address -max_total_time=60 -max_len=256
+/* libFuzzer target: the address parser (src/address.c).
+ * Built and run by fuzz/run.sh; seeds in fuzz/corpus/address/.
  *
  * Every entry point gets the input; whatever comes back must be a mailbox
  * that can go into RCPT TO:<...> unchanged, and every error an
@@ -22,7 +18,7 @@
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
-#define CHECK(cond) do { if (!(cond)) abort (); } while (0)
+#define CHECK(cond) ((cond) ? (void) 0 : abort ())
 
 static int
 is_atext (unsigned char c)

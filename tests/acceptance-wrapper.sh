@@ -25,4 +25,13 @@ port = $port
 tls = none
 timeout = 20
 CONF
+if [ -n "${RAMPMAIL_VALGRIND:-}" ]; then
+  # memcheck, as in tests/lib.sh
+  set -- valgrind --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite --track-fds=no -q \
+    --child-silent-after-fork=yes \
+    ${RAMPMAIL_VALGRIND_LOGDIR:+"--log-file=$RAMPMAIL_VALGRIND_LOGDIR/vg.%p.log"} \
+    "$RAMPMAIL" -C "$conf" -odi "$@"
+  exec "$@"
+fi
 exec "$RAMPMAIL" -C "$conf" -odi "$@"

@@ -1,8 +1,10 @@
 #!/bin/sh
 # README's second command: set up, build and run every test (make check,
 # which includes the acceptance cases of ../shared/cases, then make
-# distcheck, then the suite again under -Werror, ASan and UBSan). Ends with
-# the line "N passed, N failed".
+# distcheck, then the suite again under -Werror, ASan and UBSan), then the
+# gates: clang-format, cppcheck, valgrind memcheck over some integration
+# tests and a short run of the fuzz targets. Each stage or gate counts as
+# one test. Ends with the line "N passed, N failed, N skipped".
 set -u
 cd "$(dirname "$0")/.."
 if ! sh tools/setup.sh; then
@@ -60,6 +62,96 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
     failed=$((failed + 1))
   fi
   rm -rf "$san"
+fi
+
+# clang-format (.clang-format) over the files of .clang-format-checked:
+# the files that already pass, so that the check does not reformat the tree.
+if [ -z "${SKIP_FORMAT:-}" ]; then
+  # shellcheck disable=SC2046
+  if clang-format --dry-run -Werror $(grep -v '^#' .clang-format-checked) \
+       < /dev/null > clang-format.out 2>&1; then
+    echo "PASS: clang-format"
+    passed=$((passed + 1))
+  else
+    head -n 40 clang-format.out
+    clang-format --version
+    echo "FAIL: clang-format"
+    failed=$((failed + 1))
+  fi
+fi
+
+# cppcheck over src/ and plugins/. Two known false positives: G_DEFINE_QUARK
+# is a macro that cppcheck's gtk library lacks, and cppcheck takes the
+# "out ? out : g_utf8_make_valid ()" return of mime.c for a leak.
+if [ -z "${SKIP_CPPCHECK:-}" ]; then
+  if cppcheck -q --error-exitcode=1 --enable=warning,portability \
+       --inline-suppr --library=gtk -Iinclude -Isrc \
+       --suppress=unknownMacro:src/errors.c --suppress=memleak:src/mime.c \
+       src plugins > cppcheck.out 2>&1; then
+    echo "PASS: cppcheck"
+    passed=$((passed + 1))
+  else
+    head -n 60 cppcheck.out
+    echo "FAIL: cppcheck"
+    failed=$((failed + 1))
+  fi
+fi
+
+# valgrind memcheck over some of the integration tests (tests/lib.sh and
+# tests/acceptance-wrapper.sh run rampmail under valgrind with
+# RAMPMAIL_VALGRIND=1): a test that fails or a report in the log folder
+# fails the stage. acceptance.sh runs beside the others.
+if [ -z "${SKIP_VALGRIND:-}" ]; then
+  vgdir=$(mktemp -d "${TMPDIR:-/tmp}/rampmail-vg.XXXXXX")
+  mkdir "$vgdir/logs"
+  vg_tests () {
+    for t in "$@"; do
+      top_srcdir=$(pwd) top_builddir=$(pwd) RAMPMAIL=$(pwd)/rampmail \
+        RAMPMAIL_PLUGIN_BUILD_DIR=$(pwd)/plugins/.libs \
+        RAMPMAIL_CASES_DIR=$(cd .. && pwd)/shared/cases \
+        RAMPMAIL_VALGRIND=1 RAMPMAIL_VALGRIND_LOGDIR="$vgdir/logs" \
+        timeout 900 sh "tests/$t.sh" > "$vgdir/$t.out" 2>&1
+      rc=$?
+      [ $rc -eq 0 ] || [ $rc -eq 77 ] || echo "$t" >> "$vgdir/failed"
+    done
+  }
+  vg_tests acceptance &
+  vg_pid=$!
+  vg_tests relay failures config
+  wait "$vg_pid"
+  reports=$(find "$vgdir/logs" -type f -size +0 | head -n 5)
+  if command -v valgrind >/dev/null && [ ! -s "$vgdir/failed" ] \
+     && [ -z "$reports" ]; then
+    echo "PASS: valgrind memcheck (relay, failures, config, acceptance)"
+    passed=$((passed + 1))
+  else
+    for t in $(cat "$vgdir/failed" 2>/dev/null); do
+      echo "== $t under valgrind"
+      grep -E '^not ok|FAIL' "$vgdir/$t.out" | head -n 20
+      tail -n 20 "$vgdir/$t.out"
+    done
+    for r in $reports; do echo "== $r"; head -n 60 "$r"; done
+    echo "FAIL: valgrind memcheck"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$vgdir"
+fi
+
+# A short run of each libFuzzer target of fuzz/ (needs clang).
+if [ -z "${SKIP_FUZZ:-}" ]; then
+  sh fuzz/run.sh "${FUZZ_SECONDS:-20}" > fuzz.out 2>&1
+  rc=$?
+  cat fuzz.out
+  if [ $rc -eq 0 ]; then
+    echo "PASS: fuzz targets (${FUZZ_SECONDS:-20}s each)"
+    passed=$((passed + 1))
+  elif [ $rc -eq 77 ]; then
+    echo "SKIP: fuzz targets (clang with libFuzzer is not installed)"
+    skipped=$((${skipped:-0} + 1))
+  else
+    echo "FAIL: fuzz targets"
+    failed=$((failed + 1))
+  fi
 fi
 
 echo "${passed} passed, ${failed} failed, ${skipped:-0} skipped"
