@@ -48,6 +48,7 @@ typedef enum {
   KIND_GROWTH,   /* a factor, 1 < x <= 10 */
   KIND_DAYS,     /* 1 to 365 */
   KIND_SCHEDULE, /* daily allowances: "20, 40, 80" */
+  KIND_DOMAINS,  /* domain names: "example.com, example.org" */
 } KeyKind;
 
 typedef struct {
@@ -99,6 +100,8 @@ static const KeySpec server_keys[] = {
     offsetof (RmServerConf, password_command) },
   { "from", KIND_FROM, offsetof (RmServerConf, from) },
   { "max_rcpts", KIND_LIMIT0, offsetof (RmServerConf, max_rcpts) },
+  { "sender_domains", KIND_DOMAINS,
+    offsetof (RmServerConf, sender_domains) },
   { "transport", KIND_PLUGIN, offsetof (RmServerConf, transport) },
   { "connect_timeout", KIND_SECONDS,
     offsetof (RmServerConf, connect_timeout) },
@@ -433,6 +436,32 @@ parse_double (const char *value, double min, gboolean min_open, double max,
 }
 
 static char *
+parse_domains (const char *value, char ***field)
+{
+  g_auto (GStrv) parts = g_strsplit_set (value, ", ", -1);
+  g_autoptr (GPtrArray) domains = g_ptr_array_new_with_free_func (g_free);
+
+  for (gsize i = 0; parts[i] != NULL; i++)
+    {
+      if (*parts[i] == '\0')
+        continue;
+      if (!is_domain (parts[i]))
+        {
+          g_autofree char *safe = shown (parts[i]);
+
+          return g_strdup_printf ("invalid domain: %s", safe);
+        }
+      g_ptr_array_add (domains, g_ascii_strdown (parts[i], -1));
+    }
+  if (domains->len == 0)
+    return g_strdup ("no domain given");
+  g_ptr_array_add (domains, NULL);
+  g_strfreev (*field);
+  *field = (char **) g_ptr_array_free (g_steal_pointer (&domains), FALSE);
+  return NULL;
+}
+
+static char *
 parse_schedule (const char *value, GArray **field)
 {
   g_auto (GStrv) parts = g_strsplit (value, ",", -1);
@@ -556,6 +585,8 @@ store_value (const Loader *ld, const KeySpec *spec, const char *value,
       return parse_number (value, 1, 365, field);
     case KIND_SCHEDULE:
       return parse_schedule (value, field);
+    case KIND_DOMAINS:
+      return parse_domains (value, field);
     }
 
   if (!ok)
@@ -666,6 +697,7 @@ server_free (gpointer data)
   g_free (server->password_file);
   g_free (server->password_command);
   g_free (server->transport);
+  g_strfreev (server->sender_domains);
   ramp_clear (&server->ramp);
   g_free (server);
 }

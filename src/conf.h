@@ -51,6 +51,8 @@ typedef struct {
   char *password_command;
   RmFromPolicy from;      /* default RM_FROM_KEEP */
   guint max_rcpts;        /* recipients per message; 0: no limit */
+  char **sender_domains;  /* domains whose mail it may carry (lowercase),
+                           * or NULL for any */
   char *transport;        /* plugin name, default "smtp" */
   unsigned connect_timeout; /* seconds, default 30 */
   unsigned timeout;       /* seconds, default 60 */

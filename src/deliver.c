@@ -225,6 +225,39 @@ rm_context_quota_spec (const RmContext *ctx, guint i, RmQuotaSpec *spec)
   spec->max_rcpts = conf->max_rcpts;
 }
 
+static gboolean
+domain_listed (char **domains, const char *domain)
+{
+  if (domain == NULL)
+    return FALSE;
+  for (gsize i = 0; domains[i] != NULL; i++)
+    if (g_ascii_strcasecmp (domain, domains[i]) == 0
+        || (g_str_has_suffix (domain, domains[i])
+            && strlen (domain) > strlen (domains[i])
+            && domain[strlen (domain) - strlen (domains[i]) - 1] == '.'))
+      return TRUE;
+  return FALSE;
+}
+
+/* May server carry this entry at all? Its sender_domains must hold the
+ * domains of both the envelope sender and the From address (SPF checks
+ * the one, DMARC the other); a DKIM-signed message never goes through a
+ * server that rewrites From. */
+static gboolean
+server_may_carry (const RmServerConf *srv, const RmEntry *entry)
+{
+  const char *at = strrchr (entry->sender, '@');
+
+  if (entry->dkim && srv->from == RM_FROM_ACCOUNT)
+    return FALSE;
+  if (srv->sender_domains == NULL)
+    return TRUE;
+  if (*entry->sender != '\0'
+      && !domain_listed (srv->sender_domains, at ? at + 1 : NULL))
+    return FALSE;
+  return domain_listed (srv->sender_domains, entry->from_domain);
+}
+
 /* May server i take (part of) job now? Caps are checked later, inside the
  * reservation's transaction. */
 static gboolean
@@ -235,8 +268,7 @@ server_usable (RmContext *ctx, const RmRunOptions *run, const Job *job,
 
   if (g_hash_table_contains (job->tried, srv->name))
     return FALSE;
-  /* A rewritten From would break the signature. */
-  if (job->entry->dkim && srv->from == RM_FROM_ACCOUNT)
+  if (!server_may_carry (srv, job->entry))
     return FALSE;
   if (rm_state_backoff_until (ctx->state, srv->name) <= now)
     return TRUE;
@@ -251,19 +283,24 @@ server_usable (RmContext *ctx, const RmRunOptions *run, const Job *job,
   return FALSE;
 }
 
-/* TRUE if job is signed and every server it could use sends as its
- * account: it must wait for a server that keeps From. */
-static gboolean
-dkim_blocked (RmContext *ctx, const Job *job)
+/* Why no server of the configuration may carry job, or NULL if one may. */
+static char *
+policy_blocked (RmContext *ctx, const Job *job)
 {
   GPtrArray *servers = ctx->config->servers;
 
-  if (!job->entry->dkim)
-    return FALSE;
   for (guint i = 0; i < servers->len; i++)
-    if (((RmServerConf *) servers->pdata[i])->from != RM_FROM_ACCOUNT)
-      return FALSE;
-  return TRUE;
+    if (server_may_carry (servers->pdata[i], job->entry))
+      return NULL;
+  if (job->entry->dkim)
+    return g_strdup ("DKIM-signed, and every server that may carry it "
+                     "sends as its account (from = account), which would "
+                     "break the signature: it waits for a server with "
+                     "from = keep");
+  return g_strdup_printf ("no server may carry mail from %s "
+                          "(sender_domains): it waits for one that may",
+                          job->entry->from_domain ? job->entry->from_domain
+                                                  : job->entry->sender);
 }
 
 /* A share of one job's recipients for one server in one round. */
@@ -963,14 +1000,13 @@ schedule (RmContext *ctx, Job *job, gint64 now)
 {
   RmEntry *entry = job->entry;
 
-  if (dkim_blocked (ctx, job))
+  g_autofree char *blocked = policy_blocked (ctx, job);
+
+  if (blocked != NULL)
     {
       entry->next_attempt = now + ctx->config->retry_max;
       g_free (entry->last_error);
-      entry->last_error = g_strdup (
-          "DKIM-signed, and every server sends as its account (from = "
-          "account), which would break the signature: it waits for a "
-          "server with from = keep");
+      entry->last_error = g_steal_pointer (&blocked);
     }
   else if (job->failed_now || job->no_failover)
     {

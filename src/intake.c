@@ -420,6 +420,9 @@ headers_write (Headers *h, Writer *w, GError **error)
   headers_take_recipients (h);
   headers_merge_repeats (h);
   headers_add_missing (h);
+  for (guint i = 0; i < h->fields->len && h->result->from == NULL; i++)
+    if (is_named (h->fields->pdata[i], "From"))
+      h->result->from = field_value (h->fields->pdata[i]);
   headers_make_sendable (h);
   if (h->params->received != NULL)
     {
@@ -523,6 +526,7 @@ rm_intake_result_clear (RmIntakeResult *result)
 {
   g_clear_pointer (&result->to, g_ptr_array_unref);
   g_clear_pointer (&result->resent, g_ptr_array_unref);
+  g_clear_pointer (&result->from, g_free);
 }
 
 char *

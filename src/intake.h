@@ -46,6 +46,8 @@ typedef struct {
   gboolean eight_bit;    /* the body holds octets above 127 */
   gboolean long_lines;   /* a body line is longer than RM_MAX_LINE */
   gboolean dkim;         /* a DKIM-Signature field is present */
+  char *from;            /* the unfolded value of the (first) From field,
+                          * as sent */
   guint nul_removed;     /* NUL octets dropped */
   guint fields_encoded;  /* fields downgraded to encoded-words */
   guint fields_folded;   /* over-long fields folded */

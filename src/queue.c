@@ -13,6 +13,7 @@
  *   next_attempt=0                (not before; seconds since the epoch)
  *   waiting_since=0, waited=0     (time spent waiting for allowances)
  *   dkim=false                    (carries a DKIM-Signature)
+ *   from_domain=example.org       (of the From address, for sender_domains)
  *   last_error=...                (optional)
  *
  * A failed/ID.env has the same [envelope] group (recipients there are the
@@ -61,6 +62,7 @@ rm_entry_free (RmEntry *entry)
   g_free (entry->sender);
   g_ptr_array_unref (entry->rcpts);
   g_free (entry->last_error);
+  g_free (entry->from_domain);
   g_free (entry);
 }
 
@@ -259,6 +261,9 @@ envelope_to_keyfile (const RmEntry *entry, GKeyFile *kf)
                         entry->waiting_since);
   g_key_file_set_int64 (kf, ENVELOPE_GROUP, "waited", entry->waited);
   g_key_file_set_boolean (kf, ENVELOPE_GROUP, "dkim", entry->dkim);
+  if (entry->from_domain != NULL)
+    g_key_file_set_string (kf, ENVELOPE_GROUP, "from_domain",
+                           entry->from_domain);
   if (entry->last_error != NULL)
     g_key_file_set_string (kf, ENVELOPE_GROUP, "last_error",
                            entry->last_error);
@@ -425,6 +430,8 @@ entry_from_keyfile (GKeyFile *kf, RmEntry *entry, GError **error)
   entry->waited = g_key_file_get_int64 (kf, ENVELOPE_GROUP, "waited",
                                             NULL);
   entry->dkim = g_key_file_get_boolean (kf, ENVELOPE_GROUP, "dkim", NULL);
+  entry->from_domain = g_key_file_get_string (kf, ENVELOPE_GROUP,
+                                              "from_domain", NULL);
   entry->last_error = g_key_file_get_string (kf, ENVELOPE_GROUP,
                                              "last_error", NULL);
   if (entry->rcpts->len == 0 || !g_key_file_has_key (kf, ENVELOPE_GROUP,

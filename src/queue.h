@@ -45,6 +45,7 @@ typedef struct {
   gint64 waited;         /* seconds spent waiting for allowances before:
                           * not failing, so not counted for expiry */
   gboolean dkim;         /* the message carries a DKIM-Signature */
+  char *from_domain;     /* the domain of its From address, or NULL */
   char *last_error;      /* NULL if none */
 } RmEntry;
 

@@ -231,6 +231,20 @@ limit_lines (Submission *sub, GError **error)
   return TRUE;
 }
 
+/* The lowercase domain of the first address in a From value, or NULL. */
+static char *
+address_domain (const char *from)
+{
+  g_autoptr (GPtrArray) boxes = g_ptr_array_new_with_free_func (g_free);
+  const char *at;
+
+  if (from == NULL || !rm_address_parse_list (from, boxes, NULL)
+      || boxes->len == 0)
+    return NULL;
+  at = strrchr (boxes->pdata[0], '@');
+  return at ? g_ascii_strdown (at + 1, -1) : NULL;
+}
+
 static gboolean
 commit (Submission *sub, const RmIntakeResult *in, GError **error)
 {
@@ -246,6 +260,7 @@ commit (Submission *sub, const RmIntakeResult *in, GError **error)
                     : RM_BODY_7BIT;
   entry->created = g_get_real_time () / G_USEC_PER_SEC;
   entry->dkim = in->dkim;
+  entry->from_domain = address_domain (in->from);
   if (!rm_queue_commit (sub->ctx->queue, entry, sub->fd, error))
     return FALSE;
   rm_log_info ("%s: queued from=<%s> size=%" G_GINT64_FORMAT
