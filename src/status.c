@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <glib/gstdio.h>
+
 #include "errors.h"
 #include "log.h"
 #include "status.h"
@@ -136,6 +138,16 @@ projection (RmContext *ctx, guint64 waiting, gint64 now)
   return NULL;
 }
 
+static gint64
+entry_size (RmContext *ctx, const char *id)
+{
+  g_autofree char *path = g_build_filename (rm_queue_dir (ctx->queue), "data",
+                                            id, NULL);
+  GStatBuf st;
+
+  return g_stat (path, &st) == 0 ? (gint64) st.st_size : 0;
+}
+
 static guint64
 print_queue (RmContext *ctx, gint64 now)
 {
@@ -154,10 +166,16 @@ print_queue (RmContext *ctx, gint64 now)
       rcpts += e->rcpts->len;
       why = rm_log_escape (e->last_error ? e->last_error : "due now");
       next = stamp (e->next_attempt, ctx->tz);
-      printf ("  %s  age %" G_GINT64_FORMAT "s  <%s>  %u recipients\n"
-              "    waits: %s; next attempt %s\n",
-              e->id, MAX (now - e->created, 0), e->sender, e->rcpts->len,
-              why, e->next_attempt > now ? next : "now");
+      printf ("  %s  age %" G_GINT64_FORMAT "s  %" G_GINT64_FORMAT
+              " octets  <%s>  %u recipients\n",
+              e->id, MAX (now - e->created, 0), entry_size (ctx, e->id),
+              e->sender, e->rcpts->len);
+      for (guint k = 0; k < e->rcpts->len && k < 5; k++)
+        printf ("    to %s\n", (char *) e->rcpts->pdata[k]);
+      if (e->rcpts->len > 5)
+        printf ("    and %u more\n", e->rcpts->len - 5);
+      printf ("    waits: %s; next attempt %s\n", why,
+              e->next_attempt > now ? next : "now");
     }
   if (rcpts == 0)
     printf ("  empty\n");
