@@ -100,8 +100,8 @@ rm_smtp_first_line (GPtrArray *lines)
 
   if (lines->len > 0)
     for (const char *p = g_ptr_array_index (lines, 0); *p != '\0'; p++)
-      g_string_append_c (s, ((unsigned char) *p < 0x20 || *p == 0x7f)
-                                ? '?' : *p);
+      g_string_append_c (s, ((unsigned char) *p < 0x20 || *p == 0x7f) ? '?'
+                                                                      : *p);
   return g_string_free (s, FALSE);
 }
 
@@ -122,8 +122,9 @@ rm_smtp_add_hint (GError **error, const char *hint)
 static int
 rm_smtp_connect_one (const struct addrinfo *ai, int timeout_ms)
 {
-  int fd = socket (ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK
-                                      | SOCK_CLOEXEC, ai->ai_protocol);
+  int fd = socket (ai->ai_family,
+                   ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   ai->ai_protocol);
   gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
   int soerr = 0;
   socklen_t len = sizeof soerr;
@@ -151,7 +152,8 @@ rm_smtp_address_string (const struct addrinfo *ai)
   char host[NI_MAXHOST];
 
   if (getnameinfo (ai->ai_addr, ai->ai_addrlen, host, sizeof host, NULL, 0,
-                   NI_NUMERICHOST) != 0)
+                   NI_NUMERICHOST)
+      != 0)
     return g_strdup ("?");
   return g_strdup (host);
 }
@@ -261,8 +263,8 @@ rm_smtp_conn_line (RmSmtpConn *c, GError **error)
                      "no reply within %d s", c->timeout_ms / 1000);
       else
         g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_PROTOCOL,
-                     "no reply: %s", n == 0 ? "connection closed"
-                                            : g_strerror (errno));
+                     "no reply: %s",
+                     n == 0 ? "connection closed" : g_strerror (errno));
       return NULL;
     }
   line = g_strndup (c->buf, nl - c->buf);
@@ -384,8 +386,8 @@ rm_smtp_report_extensions (GString *report, GPtrArray *ehlo)
 
       g_string_append (report, i > 1 ? ", " : " ");
       for (; *p != '\0'; p++)
-        g_string_append_c (report, ((unsigned char) *p < 0x20 || *p == 0x7f)
-                                       ? '?' : *p);
+        g_string_append_c (
+            report, ((unsigned char) *p < 0x20 || *p == 0x7f) ? '?' : *p);
     }
   if (ehlo->len < 2)
     g_string_append (report, " none");
@@ -615,17 +617,21 @@ rm_smtp_conn_auth (RmSmtpConn *c, const RmServer *srv, GPtrArray *ehlo,
                               "use the server's submission port (587 "
                               "with STARTTLS, or 465 with implicit TLS)");
   if (c->ssl == NULL && !rm_smtp_conn_is_loopback (c))
-    return rm_smtp_auth_fail (report, error, "refusing to send the "
+    return rm_smtp_auth_fail (report, error,
+                              "refusing to send the "
                               "password over plaintext to a remote "
-                              "address", "set tls = starttls or tls = "
+                              "address",
+                              "set tls = starttls or tls = "
                               "implicit");
   if (rm_smtp_has_word (mechs, "PLAIN"))
     mech = "PLAIN";
   else if (rm_smtp_has_word (mechs, "LOGIN"))
     mech = "LOGIN";
   else
-    return rm_smtp_auth_fail (report, error, "server offers no mechanism "
-                              "rampmail can use (PLAIN, LOGIN)", NULL);
+    return rm_smtp_auth_fail (report, error,
+                              "server offers no mechanism "
+                              "rampmail can use (PLAIN, LOGIN)",
+                              NULL);
 
   code = mech[0] == 'P' ? rm_smtp_auth_plain (c, srv, lines, error)
                         : rm_smtp_auth_login (c, srv, lines, error);
@@ -666,8 +672,8 @@ rm_smtp_dialog (RmSmtpConn *c, const RmServer *srv, SSL_CTX *ctx,
   g_autoptr (GPtrArray) ehlo = g_ptr_array_new_with_free_func (g_free);
   gboolean ok;
 
-  if (srv->tls == RM_TLS_IMPLICIT && !rm_smtp_conn_tls (c, ctx, report,
-                                                        error))
+  if (srv->tls == RM_TLS_IMPLICIT
+      && !rm_smtp_conn_tls (c, ctx, report, error))
     return FALSE;
   if (!rm_smtp_greet (c, srv, ehlo, report, error))
     return FALSE;
@@ -696,8 +702,8 @@ rm_smtp_verify (const RmServer *srv, GString *report, GError **error)
   if (srv->tls != RM_TLS_NONE
       && (ctx = rm_smtp_tls_context (&tls, srv, error)) == NULL)
     return FALSE;
-  c.timeout_ms = (int) rm_smtp_seconds (srv->timeout,
-                                        RM_SMTP_DEFAULT_TIMEOUT) * 1000;
+  c.timeout_ms = (int) rm_smtp_seconds (srv->timeout, RM_SMTP_DEFAULT_TIMEOUT)
+                 * 1000;
 
   rm_smtp_sigpipe_ignore (&old_pipe);
   ok = rm_smtp_conn_open (&c, srv, report, error);

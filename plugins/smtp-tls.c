@@ -101,7 +101,8 @@ rm_smtp_tls_parse_pin (RmSmtpTls *tls, const char *text, GError **error)
     {
       g_set_error (error, RM_SMTP_TLS_ERROR, RM_SMTP_TLS_ERROR_CONFIG,
                    "server %s: tls_fingerprint must be sha256: and 64 "
-                   "hex digits", tls->srv->name);
+                   "hex digits",
+                   tls->srv->name);
       return FALSE;
     }
   tls->has_pin = TRUE;
@@ -203,8 +204,7 @@ rm_smtp_tls_on_info (const SSL *cssl, int where, int ret)
   if ((where & SSL_CB_ALERT) && (ret >> 8) == SSL3_AL_FATAL
       && tls->alert == NULL)
     tls->alert = g_strdup_printf ("%s alert: %s",
-                                  (where & SSL_CB_READ) ? "received"
-                                                        : "sent",
+                                  (where & SSL_CB_READ) ? "received" : "sent",
                                   SSL_alert_desc_string_long (ret));
 }
 
@@ -230,7 +230,8 @@ rm_smtp_tls_trust (SSL_CTX *ctx, const RmServer *srv, GError **error)
   why = rm_smtp_tls_queue_text ();
   g_set_error (error, RM_SMTP_TLS_ERROR, RM_SMTP_TLS_ERROR_CONFIG,
                "server %s: cannot load the system's trusted certificates: "
-               "%s", srv->name, why != NULL ? why : "unknown error");
+               "%s",
+               srv->name, why != NULL ? why : "unknown error");
   return FALSE;
 }
 
@@ -269,8 +270,7 @@ rm_smtp_tls_context (RmSmtpTls *tls, const RmServer *srv, GError **error)
 
   ERR_clear_error ();
   ctx = SSL_CTX_new (TLS_client_method ());
-  if (ctx == NULL
-      || SSL_CTX_set_min_proto_version (ctx, TLS1_2_VERSION) != 1
+  if (ctx == NULL || SSL_CTX_set_min_proto_version (ctx, TLS1_2_VERSION) != 1
       || SSL_CTX_set_max_proto_version (ctx, TLS1_2_VERSION) != 1
       || !rm_smtp_tls_expect_name (ctx, tls))
     {
@@ -327,12 +327,13 @@ rm_smtp_tls_failure (const RmSmtpTls *tls)
       g_autofree char *seen = rm_smtp_tls_fingerprint (tls->peer);
 
       return g_strdup_printf ("certificate fingerprint %s does not match "
-                              "tls_fingerprint", seen);
+                              "tls_fingerprint",
+                              seen);
     }
   if (tls->verify_error != X509_V_OK && tls->srv->tls_verify)
-    return g_strdup_printf ("certificate verify failed: %s",
-                            X509_verify_cert_error_string (
-                                tls->verify_error));
+    return g_strdup_printf (
+        "certificate verify failed: %s",
+        X509_verify_cert_error_string (tls->verify_error));
   if (tls->alert != NULL)
     return g_strdup_printf ("handshake failed: %s", tls->alert);
   if (queued != NULL)
@@ -411,14 +412,16 @@ rm_smtp_tls_report_cert (const RmSmtpTls *tls, GString *report)
       X509_get0_notAfter (tls->peer));
   g_autofree char *fingerprint = rm_smtp_tls_fingerprint (tls->peer);
 
-  g_string_append_printf (report, "certificate: subject %s, issuer %s, "
-                          "expires %s, ", subject, issuer, expires);
+  g_string_append_printf (report,
+                          "certificate: subject %s, issuer %s, "
+                          "expires %s, ",
+                          subject, issuer, expires);
   if (tls->verify_error == X509_V_OK)
     g_string_append (report, "verified ok\n");
   else
-    g_string_append_printf (report, "FAILED: %s\n",
-                            X509_verify_cert_error_string (
-                                tls->verify_error));
+    g_string_append_printf (
+        report, "FAILED: %s\n",
+        X509_verify_cert_error_string (tls->verify_error));
   g_string_append_printf (report, "fingerprint: %s%s\n", fingerprint,
                           !tls->has_pin ? ""
                           : tls->pin_mismatch
@@ -431,8 +434,7 @@ rm_smtp_tls_report (const RmSmtpTls *tls, SSL *ssl, GString *report)
 {
   if (ssl != NULL && tls->done)
     g_string_append_printf (report, "TLS: %s, cipher %s\n",
-                            SSL_get_version (ssl),
-                            SSL_get_cipher_name (ssl));
+                            SSL_get_version (ssl), SSL_get_cipher_name (ssl));
   if (tls->peer != NULL)
     rm_smtp_tls_report_cert (tls, report);
   else
@@ -504,11 +506,10 @@ rm_smtp_tls_connect (SSL_CTX *ctx, int fd, int timeout_ms, GError **error)
   while ((ret = SSL_connect (ssl)) != 1)
     if (!rm_smtp_tls_retry (ssl, fd, ret, deadline))
       {
-        g_autofree char *why = errno == ETIMEDOUT
-                                   ? g_strdup_printf (
-                                       "handshake timed out after %d s",
-                                       timeout_ms / 1000)
-                                   : rm_smtp_tls_failure (tls);
+        g_autofree char *why = errno == ETIMEDOUT ? g_strdup_printf (
+                                   "handshake timed out after %d s",
+                                   timeout_ms / 1000)
+                                                  : rm_smtp_tls_failure (tls);
 
         g_set_error (error, RM_SMTP_TLS_ERROR, RM_SMTP_TLS_ERROR_HANDSHAKE,
                      "%s", why);
@@ -584,28 +585,27 @@ typedef struct {
 } RmSmtpRelayDir;
 
 struct RmSmtpRelay {
-  SSL *ssl;                /* the TLS connection to the server */
-  int remote;              /* its socket */
-  int listener;            /* 127.0.0.1:port, until the connection */
+  SSL *ssl;     /* the TLS connection to the server */
+  int remote;   /* its socket */
+  int listener; /* 127.0.0.1:port, until the connection */
   unsigned port;
-  int local;               /* the connection from libESMTP */
-  int stop[2];             /* send() writes to stop[1] to end the relay */
+  int local;   /* the connection from libESMTP */
+  int stop[2]; /* send() writes to stop[1] to end the relay */
   int accept_ms;
   int idle_ms;
-  GMutex lock;             /* guards the fields below */
+  GMutex lock; /* guards the fields below */
   GCond changed;
   gboolean expected_set;
   gboolean stopping;
   struct sockaddr_in expected; /* libESMTP's end; AF_UNSPEC: unknown */
-  char *error;             /* why it ended early; written by the thread */
-  RmSmtpRelayDir up;       /* libESMTP to the server */
-  RmSmtpRelayDir down;     /* the server to libESMTP */
+  char *error;                 /* why it ended early; written by the thread */
+  RmSmtpRelayDir up;           /* libESMTP to the server */
+  RmSmtpRelayDir down;         /* the server to libESMTP */
   GThread *thread;
 };
 
-static void
-rm_smtp_relay_fail (RmSmtpRelay *r, const char *format, ...)
-  G_GNUC_PRINTF (2, 3);
+static void rm_smtp_relay_fail (RmSmtpRelay *r, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
 
 static void
 rm_smtp_relay_fail (RmSmtpRelay *r, const char *format, ...)
@@ -664,8 +664,8 @@ rm_smtp_relay_accept (RmSmtpRelay *r)
                     SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0)
         continue;
-      if (len == sizeof peer && rm_smtp_relay_is_expected (r, &peer,
-                                                           deadline))
+      if (len == sizeof peer
+          && rm_smtp_relay_is_expected (r, &peer, deadline))
         {
           r->local = fd;
           close (r->listener);
@@ -788,7 +788,9 @@ static gboolean
 rm_smtp_relay_wait (RmSmtpRelay *r, short want, gint64 idle_end)
 {
   struct pollfd p[3] = {
-    { r->local, 0, 0 }, { r->remote, want, 0 }, { r->stop[0], POLLIN, 0 },
+    { r->local, 0, 0 },
+    { r->remote, want, 0 },
+    { r->stop[0], POLLIN, 0 },
   };
   gint64 left = (idle_end - g_get_monotonic_time ()) / 1000;
 

@@ -102,41 +102,41 @@ typedef struct {
 /* The state of one send() call, shared by the callbacks. */
 struct RmSmtpRun {
   const RmServer *srv;
-  char *buf;               /* RM_SMTP_CHUNK octets for the callbacks */
-  unsigned port;           /* where libESMTP connects: srv->port, or the
+  char *buf;       /* RM_SMTP_CHUNK octets for the callbacks */
+  unsigned port;   /* where libESMTP connects: srv->port, or the
                             * relay's for implicit TLS */
-  GArray *old_fds;         /* sockets to the port before the session */
-  int fd;                  /* libESMTP's socket, -1 if unknown */
+  GArray *old_fds; /* sockets to the port before the session */
+  int fd;          /* libESMTP's socket, -1 if unknown */
   gboolean connected;
-  gboolean no_8bitmime;    /* 8BITMIME needed but not offered */
-  gboolean read_failed;    /* a message callback failed */
-  GString *partial;        /* unfinished reply line seen by the monitor */
-  GString *reply;          /* text of the reply being read */
-  RmSmtpMsg *msgs;         /* the messages of this call */
+  gboolean no_8bitmime; /* 8BITMIME needed but not offered */
+  gboolean read_failed; /* a message callback failed */
+  GString *partial;     /* unfinished reply line seen by the monitor */
+  GString *reply;       /* text of the reply being read */
+  RmSmtpMsg *msgs;      /* the messages of this call */
   size_t n_msgs;
-  char *refusal;           /* last 4xx or 5xx reply, "CODE TEXT" */
+  char *refusal;               /* last 4xx or 5xx reply, "CODE TEXT" */
   char verb[RM_SMTP_VERB_MAX]; /* verb of the last command written */
-  gboolean mail_started;   /* the first MAIL went out */
+  gboolean mail_started;       /* the first MAIL went out */
 
-  SSL_CTX *ctx;            /* this session's TLS context, or NULL */
-  RmSmtpTls tls;           /* what its handshake saw */
-  RmSmtpRelay *relay;      /* implicit TLS: the relay, or NULL */
-  char *relay_error;       /* why the relay ended early */
-  gboolean tls_active;     /* the connection to the server is TLS */
+  SSL_CTX *ctx;        /* this session's TLS context, or NULL */
+  RmSmtpTls tls;       /* what its handshake saw */
+  RmSmtpRelay *relay;  /* implicit TLS: the relay, or NULL */
+  char *relay_error;   /* why the relay ended early */
+  gboolean tls_active; /* the connection to the server is TLS */
   gboolean starttls_sent;
-  gboolean no_starttls;    /* STARTTLS required but not offered */
-  char *starttls_refusal;  /* the reply refusing STARTTLS */
+  gboolean no_starttls;   /* STARTTLS required but not offered */
+  char *starttls_refusal; /* the reply refusing STARTTLS */
 
-  auth_context_t auth;     /* when srv->user is set */
-  gboolean peer_loopback;  /* libESMTP's peer is a loopback address */
-  gboolean plain_refused;  /* plaintext AUTH to a remote address */
-  gboolean auth_offered;   /* the last EHLO reply offered AUTH */
-  char *auth_mechs;        /* ... these mechanisms */
-  gboolean auth_tried;     /* an AUTH command went out */
-  gboolean auth_pending;   /* ... and its final reply has not come */
-  gboolean authenticated;  /* a 235 came */
-  gboolean auth_blocked;   /* the session was cut for want of AUTH */
-  int auth_code;           /* the last AUTH refusal */
+  auth_context_t auth;    /* when srv->user is set */
+  gboolean peer_loopback; /* libESMTP's peer is a loopback address */
+  gboolean plain_refused; /* plaintext AUTH to a remote address */
+  gboolean auth_offered;  /* the last EHLO reply offered AUTH */
+  char *auth_mechs;       /* ... these mechanisms */
+  gboolean auth_tried;    /* an AUTH command went out */
+  gboolean auth_pending;  /* ... and its final reply has not come */
+  gboolean authenticated; /* a 235 came */
+  gboolean auth_blocked;  /* the session was cut for want of AUTH */
+  int auth_code;          /* the last AUTH refusal */
   char *auth_reply;
 };
 
@@ -153,7 +153,7 @@ typedef struct {
   RmResultCode result;
   int code;
   char *reply;
-  gboolean settles;        /* a server reply that holds for accepted
+  gboolean settles; /* a server reply that holds for accepted
                             * recipients too */
 } RmSmtpVerdict;
 
@@ -235,7 +235,8 @@ rm_smtp_check_library_host (const RmServer *srv, GError **error)
     return TRUE;
   g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONFIG,
                "server %s: libesmtp cannot connect to an IPv6 address "
-               "literal (%s); use a host name", srv->name, srv->host);
+               "literal (%s); use a host name",
+               srv->name, srv->host);
   return FALSE;
 }
 
@@ -249,8 +250,7 @@ rm_smtp_is_loopback_host (const char *host)
     return TRUE;
   if (inet_pton (AF_INET, host, &in) == 1)
     return (ntohl (in.s_addr) >> 24) == 127;
-  return inet_pton (AF_INET6, host, &in6) == 1
-         && IN6_IS_ADDR_LOOPBACK (&in6);
+  return inet_pton (AF_INET6, host, &in6) == 1 && IN6_IS_ADDR_LOOPBACK (&in6);
 }
 
 /* A password goes in plaintext only to this machine (checked again on
@@ -565,8 +565,8 @@ rm_smtp_on_event (smtp_session_t session, int event_no, void *arg, ...)
  * or to a loopback address, and only for PLAIN and LOGIN: any other field
  * (NTLM's realm) is refused. */
 static int
-rm_smtp_on_interact (auth_client_request_t request, char **result,
-                     int fields, void *arg)
+rm_smtp_on_interact (auth_client_request_t request, char **result, int fields,
+                     void *arg)
 {
   RmSmtpRun *run = arg;
   const RmServer *srv = run->srv;
@@ -579,8 +579,7 @@ rm_smtp_on_interact (auth_client_request_t request, char **result,
     return 0;
   for (int i = 0; i < fields; i++)
     {
-      unsigned what = request[i].flags & (AUTH_USER | AUTH_PASS
-                                           | AUTH_REALM);
+      unsigned what = request[i].flags & (AUTH_USER | AUTH_PASS | AUTH_REALM);
 
       if (what == AUTH_USER)
         result[i] = (char *) srv->user;
@@ -894,8 +893,7 @@ static smtp_session_t
 rm_smtp_session_new (RmSmtpRun *run, GError **error)
 {
   const RmServer *srv = run->srv;
-  g_autofree char *hostport = g_strdup_printf ("%s:%u", srv->host,
-                                               run->port);
+  g_autofree char *hostport = g_strdup_printf ("%s:%u", srv->host, run->port);
   unsigned timeout = rm_smtp_seconds (srv->timeout, RM_SMTP_DEFAULT_TIMEOUT);
   smtp_session_t session = smtp_create_session ();
 
@@ -934,8 +932,8 @@ rm_smtp_refuse_message (RmSmtpMsg *m, RmAttempt *attempt, const char *why)
 {
   RmMessage *msg = m->msg;
 
-  rm_smtp_set_result (&attempt->result, &attempt->smtp_code,
-                      &attempt->reply, RM_RESULT_PERMFAIL, 0, why);
+  rm_smtp_set_result (&attempt->result, &attempt->smtp_code, &attempt->reply,
+                      RM_RESULT_PERMFAIL, 0, why);
   for (size_t j = 0; j < msg->n_rcpts; j++)
     rm_smtp_set_result (&msg->rcpts[j].result, &msg->rcpts[j].smtp_code,
                         &msg->rcpts[j].reply, RM_RESULT_PERMFAIL, 0, why);
@@ -995,8 +993,8 @@ rm_smtp_fill_message (RmSmtpMsg *m)
 }
 
 static gboolean
-rm_smtp_add_message (smtp_session_t session, RmSmtpMsg *m,
-                     RmAttempt *attempt, GError **error)
+rm_smtp_add_message (smtp_session_t session, RmSmtpMsg *m, RmAttempt *attempt,
+                     GError **error)
 {
   RmMessage *msg = m->msg;
 
@@ -1110,7 +1108,8 @@ rm_smtp_verdict_unsent (RmSmtpVerdict *v, const RmSmtpMsg *m, int err)
     {
       v->result = RM_RESULT_UNKNOWN;
       v->reply = g_strdup_printf ("no reply after the final dot (%s): the "
-                                  "server may have the message", why);
+                                  "server may have the message",
+                                  why);
       return;
     }
   v->result = RM_RESULT_TEMPFAIL;
@@ -1133,7 +1132,8 @@ rm_smtp_verdict_transfer (RmSmtpVerdict *v, const RmSmtpMsg *m, int err)
       v->result = RM_RESULT_TEMPFAIL;
       v->code = st->code;
       v->reply = g_strdup_printf ("protocol error: the server replied %d "
-                                  "before the message was sent", st->code);
+                                  "before the message was sent",
+                                  st->code);
       v->settles = TRUE;
       return;
     }
@@ -1153,8 +1153,8 @@ rm_smtp_judge_recipient (RmRecipient *r, smtp_recipient_t h,
       return;
     case 2:
       if (v->settles)
-        rm_smtp_set_result (&r->result, &r->smtp_code, &r->reply,
-                            v->result, v->code, v->reply);
+        rm_smtp_set_result (&r->result, &r->smtp_code, &r->reply, v->result,
+                            v->code, v->reply);
       return;
     default:
       text = rm_smtp_reply_text (st);
@@ -1180,8 +1180,8 @@ rm_smtp_judge_message (RmSmtpMsg *m, RmAttempt *attempt, int err)
   else
     rm_smtp_verdict_unsent (&v, m, err);
 
-  rm_smtp_set_result (&attempt->result, &attempt->smtp_code,
-                      &attempt->reply, v.result, v.code, v.reply);
+  rm_smtp_set_result (&attempt->result, &attempt->smtp_code, &attempt->reply,
+                      v.result, v.code, v.reply);
   for (size_t j = 0; j < msg->n_rcpts; j++)
     {
       if (m->rcpts[j] == NULL)
@@ -1236,8 +1236,9 @@ rm_smtp_set_session_error (const RmSmtpRun *run, int err, GError **error)
   else if (rm_smtp_alarm_fired && err == -EINTR)
     g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONNECT,
                  "connect to %s:%u: timed out after %u s", srv->host,
-                 srv->port, rm_smtp_seconds (srv->connect_timeout,
-                                             RM_SMTP_DEFAULT_CONNECT_TIMEOUT));
+                 srv->port,
+                 rm_smtp_seconds (srv->connect_timeout,
+                                  RM_SMTP_DEFAULT_CONNECT_TIMEOUT));
   else
     g_set_error (error, RM_SMTP_ERROR, RM_SMTP_ERROR_CONNECT,
                  "connect to %s:%u: %s", srv->host, srv->port, why);
@@ -1379,8 +1380,7 @@ rm_smtp_msgs_free (RmSmtpMsg *ms, size_t n_msgs)
 /* Implicit TLS: connects and does the handshake here, then points
  * libESMTP at the relay. */
 static gboolean
-rm_smtp_implicit_open (smtp_session_t session, RmSmtpRun *run,
-                       GError **error)
+rm_smtp_implicit_open (smtp_session_t session, RmSmtpRun *run, GError **error)
 {
   const RmServer *srv = run->srv;
   g_autoptr (GString) scratch = g_string_new (NULL);
@@ -1394,8 +1394,9 @@ rm_smtp_implicit_open (smtp_session_t session, RmSmtpRun *run,
   ssl = rm_smtp_tls_connect (run->ctx, c.fd, c.timeout_ms, error);
   if (ssl != NULL)
     run->relay = rm_smtp_relay_start (
-        ssl, c.fd, rm_smtp_seconds (srv->connect_timeout,
-                                    RM_SMTP_DEFAULT_CONNECT_TIMEOUT),
+        ssl, c.fd,
+        rm_smtp_seconds (srv->connect_timeout,
+                         RM_SMTP_DEFAULT_CONNECT_TIMEOUT),
         timeout + 5, error);
   if (run->relay == NULL)
     {

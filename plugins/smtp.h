@@ -44,9 +44,9 @@ void rm_smtp_sigpipe_ignore (struct sigaction *old);
 /* A connection of our own: verify(), and the TLS leg of implicit TLS. */
 typedef struct {
   int fd;
-  SSL *ssl;                /* after the TLS handshake */
+  SSL *ssl; /* after the TLS handshake */
   int timeout_ms;
-  gboolean broken;         /* an I/O error or a timeout happened */
+  gboolean broken; /* an I/O error or a timeout happened */
   char buf[RM_SMTP_LINE_MAX];
   size_t len;
 } RmSmtpConn;
@@ -77,14 +77,14 @@ gboolean rm_smtp_verify (const RmServer *srv, GString *report,
 /* What one session's handshake saw. */
 typedef struct {
   const RmServer *srv;
-  gboolean ip_literal;     /* srv->host is an IP address */
+  gboolean ip_literal; /* srv->host is an IP address */
   guint8 pin[SHA256_DIGEST_LENGTH];
-  gboolean has_pin;        /* srv->tls_fingerprint was given */
-  gboolean pin_mismatch;   /* the certificate did not match it */
-  long verify_error;       /* X509_V_OK or the first verification error */
-  X509 *peer;              /* the server's certificate, or NULL */
-  char *alert;             /* the fatal TLS alert sent or received */
-  gboolean done;           /* a handshake completed */
+  gboolean has_pin;      /* srv->tls_fingerprint was given */
+  gboolean pin_mismatch; /* the certificate did not match it */
+  long verify_error;     /* X509_V_OK or the first verification error */
+  X509 *peer;            /* the server's certificate, or NULL */
+  char *alert;           /* the fatal TLS alert sent or received */
+  gboolean done;         /* a handshake completed */
 } RmSmtpTls;
 
 /* Makes the context for one session with srv, tls recording. NULL with

@@ -44,20 +44,20 @@ typedef enum {
 
 typedef struct {
   TokType type;
-  const char *start;      /* first octet of the token */
-  const char *end;        /* one past its last octet */
-  gboolean space_before;  /* white space or a comment came before it */
+  const char *start;     /* first octet of the token */
+  const char *end;       /* one past its last octet */
+  gboolean space_before; /* white space or a comment came before it */
 } Token;
 
 typedef struct {
-  const char *text;       /* the whole input, for nothing but messages */
-  const char *p;          /* the lexer's position */
+  const char *text; /* the whole input, for nothing but messages */
+  const char *p;    /* the lexer's position */
   const char *end;
-  gboolean header;        /* header value: folding allowed */
+  gboolean header; /* header value: folding allowed */
   gboolean allow_groups;
-  gboolean allow_null;    /* "<>" gives "" (sender) */
-  const char *item;       /* start of the address being parsed */
-  Token la;               /* one token of look-ahead */
+  gboolean allow_null; /* "<>" gives "" (sender) */
+  const char *item;    /* start of the address being parsed */
+  Token la;            /* one token of look-ahead */
   gboolean have_la;
   GError **error;
 } Parser;
@@ -65,12 +65,12 @@ typedef struct {
 /* A run of atoms, quoted strings and dots: a display name or a local
  * part. */
 typedef struct {
-  const char *start;      /* first octet of the first token */
-  const char *end;        /* one past the last token */
-  unsigned count;         /* tokens */
-  gboolean has_space;     /* CFWS between two of the tokens */
+  const char *start;  /* first octet of the first token */
+  const char *end;    /* one past the last token */
+  unsigned count;     /* tokens */
+  gboolean has_space; /* CFWS between two of the tokens */
   TokType last;
-  const char *bad;        /* why it is no local part, NULL if it is one */
+  const char *bad; /* why it is no local part, NULL if it is one */
 } Words;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -115,7 +115,7 @@ escape_snippet (const char *start, const char *end)
       g_string_append (s, "...");
     }
 
-  for (p = start; p < end; )
+  for (p = start; p < end;)
     {
       unsigned char c = (unsigned char) *p;
 
@@ -137,11 +137,21 @@ escape_snippet (const char *start, const char *end)
         }
       switch (c)
         {
-        case '\r': g_string_append (s, "\\r"); break;
-        case '\n': g_string_append (s, "\\n"); break;
-        case '\t': g_string_append (s, "\\t"); break;
-        case '"': g_string_append (s, "\\\""); break;
-        case '\\': g_string_append (s, "\\\\"); break;
+        case '\r':
+          g_string_append (s, "\\r");
+          break;
+        case '\n':
+          g_string_append (s, "\\n");
+          break;
+        case '\t':
+          g_string_append (s, "\\t");
+          break;
+        case '"':
+          g_string_append (s, "\\\"");
+          break;
+        case '\\':
+          g_string_append (s, "\\\\");
+          break;
         default:
           if (is_ctl (c))
             g_string_append_printf (s, "\\x%02x", c);
@@ -157,7 +167,7 @@ escape_snippet (const char *start, const char *end)
  * the start of the current address up to upto (and the rest of the word
  * there). Always returns FALSE. */
 static gboolean G_GNUC_PRINTF (3, 4)
-fail (Parser *ps, const char *upto, const char *format, ...)
+    fail (Parser *ps, const char *upto, const char *format, ...)
 {
   g_autofree char *reason = NULL;
   g_autofree char *snippet = NULL;
@@ -177,8 +187,7 @@ fail (Parser *ps, const char *upto, const char *format, ...)
   va_end (ap);
   /* show the rest of a word cut at the error ("a..b@" -> "a..b@example") */
   for (n = 0; upto < ps->end && n < SNIPPET_MAX / 2; upto++, n++)
-    if (!is_atext ((unsigned char) *upto)
-        && strchr (".@[]:", *upto) == NULL)
+    if (!is_atext ((unsigned char) *upto) && strchr (".@[]:", *upto) == NULL)
       break;
   snippet = escape_snippet (from, upto);
   g_set_error (ps->error, RM_ERROR, RM_ERROR_DATA,
@@ -257,9 +266,10 @@ skip_ctl (Parser *ps, const char *what)
       return TRUE;
     }
   if (c == '\r' || c == '\n')
-    return fail (ps, ps->p + 1, ps->header
-                 ? "line break not followed by white space%s"
-                 : "line break%s", what);
+    return fail (ps, ps->p + 1,
+                 ps->header ? "line break not followed by white space%s"
+                            : "line break%s",
+                 what);
   return fail (ps, ps->p + 1, "control character%s", what);
 }
 
@@ -358,8 +368,7 @@ lex_quoted (Parser *ps)
             break;
           if (is_ctl ((unsigned char) *ps->p)
               && !(*ps->p == '\t' && ps->header))
-            return fail (ps, ps->p + 1,
-                         "control character in quoted string");
+            return fail (ps, ps->p + 1, "control character in quoted string");
           ps->p++;
         }
       else if (is_ctl (c))
@@ -392,7 +401,8 @@ lex_literal (Parser *ps)
       if (c == '[' || c == '\\' || c == ' ' || c >= 0x7f || is_ctl (c))
         {
           if (is_ctl (c))
-            return fail (ps, ps->p + 1, "control character in domain literal");
+            return fail (ps, ps->p + 1,
+                         "control character in domain literal");
           return fail (ps, ps->p + 1, "bad character in domain literal");
         }
       ps->p++;
@@ -419,13 +429,34 @@ lex (Parser *ps)
   c = (unsigned char) *ps->p;
   switch (c)
     {
-    case '.': t.type = TOK_DOT; ps->p++; break;
-    case '@': t.type = TOK_AT; ps->p++; break;
-    case '<': t.type = TOK_LT; ps->p++; break;
-    case '>': t.type = TOK_GT; ps->p++; break;
-    case ',': t.type = TOK_COMMA; ps->p++; break;
-    case ':': t.type = TOK_COLON; ps->p++; break;
-    case ';': t.type = TOK_SEMI; ps->p++; break;
+    case '.':
+      t.type = TOK_DOT;
+      ps->p++;
+      break;
+    case '@':
+      t.type = TOK_AT;
+      ps->p++;
+      break;
+    case '<':
+      t.type = TOK_LT;
+      ps->p++;
+      break;
+    case '>':
+      t.type = TOK_GT;
+      ps->p++;
+      break;
+    case ',':
+      t.type = TOK_COMMA;
+      ps->p++;
+      break;
+    case ':':
+      t.type = TOK_COLON;
+      ps->p++;
+      break;
+    case ';':
+      t.type = TOK_SEMI;
+      ps->p++;
+      break;
     case '"':
       if (!lex_quoted (ps))
         return t;
@@ -542,7 +573,7 @@ take_local (Parser *ps, const Words *w, GString *out, const char *upto)
     return fail (ps, upto, "trailing dot in local part");
 
   for (p = w->start; p < w->end; p++)
-    if (*p != '\r' && *p != '\n')   /* only folds hold them */
+    if (*p != '\r' && *p != '\n') /* only folds hold them */
       g_string_append_c (out, *p);
 
   if (w->last == TOK_QSTRING)
@@ -681,7 +712,8 @@ emit (Parser *ps, GString *mbox, GPtrArray *out, const char *upto)
           case G_UNICODE_PARAGRAPH_SEPARATOR:
           case G_UNICODE_SPACE_SEPARATOR:
             g_string_free (mbox, TRUE);
-            return fail (ps, upto, "non-ASCII white space or control "
+            return fail (ps, upto,
+                         "non-ASCII white space or control "
                          "character");
           default:
             break;
@@ -733,11 +765,11 @@ skip_route (Parser *ps)
         return TRUE;
       if (t.type == TOK_ERROR)
         return FALSE;
-      if (t.type == TOK_GT)       /* "<@example.com>" */
+      if (t.type == TOK_GT) /* "<@example.com>" */
         return fail (ps, t.end, "empty local part");
       if (t.type != TOK_AT)
         return fail (ps, t.end, "bad route in angle address");
-      ps->la = t;                 /* put the '@' back */
+      ps->la = t; /* put the '@' back */
       ps->have_la = TRUE;
     }
 }
@@ -926,7 +958,7 @@ parse_list (Parser *ps, GPtrArray *out)
           return FALSE;
         case TOK_END:
           return TRUE;
-        case TOK_COMMA:         /* empty list element (obs-addr-list) */
+        case TOK_COMMA: /* empty list element (obs-addr-list) */
           next (ps);
           continue;
         default:

@@ -10,12 +10,12 @@
 #define DEFAULT_NAME "default"
 
 typedef struct {
-  GPtrArray *targets;     /* char *, mailboxes as written (maybe bare) */
-  unsigned line;          /* where it was defined */
+  GPtrArray *targets; /* char *, mailboxes as written (maybe bare) */
+  unsigned line;      /* where it was defined */
 } Alias;
 
 struct RmAliases {
-  GHashTable *table;      /* char *name -> Alias * */
+  GHashTable *table; /* char *name -> Alias * */
 };
 
 static void
@@ -116,8 +116,8 @@ parse_line (RmAliases *aliases, char *line, unsigned lineno, GError **error)
   targets = g_ptr_array_new_with_free_func (g_free);
   if (!rm_address_parse_list (colon + 1, targets, &local_error))
     {
-      g_set_error (error, RM_ERROR, RM_ERROR_CONFIG, "alias \"%s\": %s",
-                   name, local_error->message);
+      g_set_error (error, RM_ERROR, RM_ERROR_CONFIG, "alias \"%s\": %s", name,
+                   local_error->message);
       return FALSE;
     }
   if (targets->len == 0)

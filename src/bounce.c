@@ -16,10 +16,10 @@
 #include "errors.h"
 #include "intake.h"
 
-#define HEADER_CAP (64 * 1024)  /* octets of the original's header kept */
-#define REPLY_CAP 4096          /* octets of a reply shown */
-#define SOFT_WIDTH 76           /* where lines are broken at spaces */
-#define HARD_WIDTH RM_MAX_LINE  /* where long words are cut */
+#define HEADER_CAP (64 * 1024) /* octets of the original's header kept */
+#define REPLY_CAP 4096         /* octets of a reply shown */
+#define SOFT_WIDTH 76          /* where lines are broken at spaces */
+#define HARD_WIDTH RM_MAX_LINE /* where long words are cut */
 
 typedef struct {
   const RmConfig *config;
@@ -75,7 +75,7 @@ append_folded (GString *out, const char *first, const char *indent,
                const char *text, gsize hard)
 {
   gsize line = out->len;
-  gboolean fresh = TRUE;  /* nothing but the prefix on this line yet */
+  gboolean fresh = TRUE; /* nothing but the prefix on this line yet */
   const char *p = text;
 
   g_string_append (out, first);
@@ -102,7 +102,7 @@ append_folded (GString *out, const char *first, const char *indent,
         }
       else
         {
-          g_assert (used < hard);  /* prefixes are short */
+          g_assert (used < hard); /* prefixes are short */
           g_string_append_len (out, p, hard - used);
           p += hard - used;
           new_line (out, indent, &line);
@@ -327,9 +327,8 @@ append_header_line (GString *out, const char *line, gsize len)
     {
       guchar c = (guchar) line[i];
 
-      g_string_append_c (out, (c == '\t' || (c >= 0x20 && c <= 0x7e))
-                                  ? (char) c
-                                  : '?');
+      g_string_append_c (
+          out, (c == '\t' || (c >= 0x20 && c <= 0x7e)) ? (char) c : '?');
     }
   g_string_append (out, "\r\n");
 }
@@ -352,10 +351,10 @@ headers_part (int fd, const char *id, GError **error)
       gsize len;
 
       if (nl == NULL)
-        break;  /* a partial last line */
+        break; /* a partial last line */
       len = (gsize) (nl - (buf->str + start));
       if (len == 0 || (len == 1 && buf->str[start] == '\r'))
-        break;  /* the empty line */
+        break; /* the empty line */
       append_header_line (out, buf->str + start, len);
       start += len + 1;
     }
@@ -482,11 +481,10 @@ write_and_commit (RmQueue *queue, const Dsn *dsn, int fd, int data_fd,
 }
 
 gboolean
-rm_bounce_queue (RmQueue *queue, const RmConfig *config,
-                 const RmEntry *entry, int data_fd,
-                 const RmBounceRcpt *rcpts, gsize n,
-                 RmBounceReason reason, guint serial,
-                 char **bounce_id, GError **error)
+rm_bounce_queue (RmQueue *queue, const RmConfig *config, const RmEntry *entry,
+                 int data_fd, const RmBounceRcpt *rcpts, gsize n,
+                 RmBounceReason reason, guint serial, char **bounce_id,
+                 GError **error)
 {
   g_autofree char *id = NULL;
   g_autoptr (GDateTime) now = g_date_time_new_now_local ();
@@ -508,11 +506,11 @@ rm_bounce_queue (RmQueue *queue, const RmConfig *config,
   id = g_strdup_printf ("%s-B%u", entry->id, serial);
   fd = rm_queue_create_named (queue, id, &local);
   if (fd < 0 && local == NULL)
-    return TRUE;  /* queued before */
+    return TRUE; /* queued before */
   if (fd < 0)
     {
-      g_propagate_prefixed_error (error, local, "cannot bounce %s: ",
-                                  entry->id);
+      g_propagate_prefixed_error (error, local,
+                                  "cannot bounce %s: ", entry->id);
       return FALSE;
     }
   dsn.id = id;

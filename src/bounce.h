@@ -19,17 +19,17 @@
 #include "queue.h"
 
 typedef enum {
-  RM_BOUNCE_FAILED,   /* refused by a server (5xx) */
-  RM_BOUNCE_EXPIRED,  /* still failing after the queue lifetime */
+  RM_BOUNCE_FAILED,  /* refused by a server (5xx) */
+  RM_BOUNCE_EXPIRED, /* still failing after the queue lifetime */
 } RmBounceReason;
 
 /* One refused recipient. */
 typedef struct {
   const char *address;
-  const char *reply;      /* the server's reply, "550 5.1.1 no such user";
+  const char *reply;  /* the server's reply, "550 5.1.1 no such user";
                            * for an expired message the last error */
-  const char *server;     /* the [server NAME] that gave the reply, or NULL */
-  const char *host;       /* that server's host, or NULL */
+  const char *server; /* the [server NAME] that gave the reply, or NULL */
+  const char *host;   /* that server's host, or NULL */
 } RmBounceRcpt;
 
 /* Queues a DSN to entry->sender about rcpts (n >= 1). data_fd is the

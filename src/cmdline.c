@@ -39,8 +39,7 @@ typedef struct {
 } IgnoredFlag;
 
 static const IgnoredFlag ignored_flags[] = {
-  { "A", TRUE, "-Am, -Ac",
-    "submission kind: one configuration serves both" },
+  { "A", TRUE, "-Am, -Ac", "submission kind: one configuration serves both" },
   { "c", FALSE, "-c",
     "hold expensive connections: rampmail only has relays" },
   { "e", TRUE, "-eX", "old spelling of -oeX (error mode)" },
@@ -59,14 +58,12 @@ static const IgnoredFlag ignored_flags[] = {
     "protocol name for Received:, which names rampmail itself" },
   { "s", FALSE, "-s",
     "keep mbox \"From \" lines: rampmail always drops that line" },
-  { "U", FALSE, "-U",
-    "initial user submission: every submission is one" },
+  { "U", FALSE, "-U", "initial user submission: every submission is one" },
   { "x", FALSE, "-x",
     "accepted by Postfix for old callers; it has no meaning" },
   { "X", TRUE, "-X logfile",
     "traffic log: see rampmail's log (-XV, VERP, is refused)" },
-  { "o7", FALSE, "-o7, -o8",
-    "7/8-bit hint: use -B 7BIT or -B 8BITMIME" },
+  { "o7", FALSE, "-o7, -o8", "7/8-bit hint: use -B 7BIT or -B 8BITMIME" },
   { "o8", FALSE, NULL, NULL }, /* shown with -o7 */
   { "oA", FALSE, "-oAfile",
     "alias database: the configuration names the aliases file" },
@@ -96,7 +93,7 @@ ignored_lookup (const char *name)
 typedef struct {
   int argc;
   char **argv;
-  int index;          /* the argument being read */
+  int index; /* the argument being read */
   RmOptions *opts;
 } Parser;
 
@@ -165,8 +162,8 @@ parse_mode (Parser *p, const char *value, GError **error)
     char letter;
     RmMode mode;
   } modes[] = {
-    { 'm', RM_MODE_SEND },       { 'p', RM_MODE_LIST_QUEUE },
-    { 'i', RM_MODE_ALIASES },    { 's', RM_MODE_SMTP_STDIO },
+    { 'm', RM_MODE_SEND },    { 'p', RM_MODE_LIST_QUEUE },
+    { 'i', RM_MODE_ALIASES }, { 's', RM_MODE_SMTP_STDIO },
     { 'V', RM_MODE_VERSION },
   };
 
@@ -216,7 +213,8 @@ bad_notify (const char *value, GError **error)
 
   g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
                "option -N needs \"never\" or a list of success, failure "
-               "and delay, not \"%s\"", shown);
+               "and delay, not \"%s\"",
+               shown);
   return FALSE;
 }
 
@@ -308,7 +306,8 @@ parse_delivery (Parser *p, const char *value, GError **error)
         g_autofree char *shown = printable (value);
         g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
                      "option -od needs b, i or q (-odb, -odi, -odq), "
-                     "not \"-od%s\"", shown);
+                     "not \"-od%s\"",
+                     shown);
         return FALSE;
       }
     }
@@ -380,9 +379,8 @@ parse_q (Parser *p, const char *value, GError **error)
     }
   if (value[1] == '\0')
     {
-      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "option -q%c needs a %s", value[0],
-                   value[0] == 'I' ? "queue id" : "site");
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "option -q%c needs a %s",
+                   value[0], value[0] == 'I' ? "queue id" : "site");
       return FALSE;
     }
   note_ignored (p, 'q', value, TRUE);
@@ -401,8 +399,7 @@ parse_ignored_value (Parser *p, char letter, const char *value,
                            "option -XV (VERP) is not supported");
       return FALSE;
     }
-  if (letter == 'O'
-      && g_ascii_strncasecmp (value, "requiretls=", 11) == 0
+  if (letter == 'O' && g_ascii_strncasecmp (value, "requiretls=", 11) == 0
       && g_ascii_strcasecmp (value + 11, "no") != 0)
     {
       g_autofree char *shown = printable (value);
@@ -764,12 +761,23 @@ rm_cmdline_interval_seconds (const char *text, GError **error)
       /* A number without a unit counts minutes, as in sendmail. */
       switch (*c == '\0' ? 'm' : g_ascii_tolower (*c++))
         {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 60 * 60; break;
-        case 'd': unit = 24 * 60 * 60; break;
-        case 'w': unit = 7 * 24 * 60 * 60; break;
-        default: goto bad;
+        case 's':
+          unit = 1;
+          break;
+        case 'm':
+          unit = 60;
+          break;
+        case 'h':
+          unit = 60 * 60;
+          break;
+        case 'd':
+          unit = 24 * 60 * 60;
+          break;
+        case 'w':
+          unit = 7 * 24 * 60 * 60;
+          break;
+        default:
+          goto bad;
         }
       total += number * unit;
       if (total > G_MAXUINT)
@@ -782,61 +790,62 @@ bad:
   shown = printable (text != NULL ? text : "");
   g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
                "bad interval \"%s\": use numbers with s, m, h, d or w, "
-               "such as 30m or 1h30m", shown);
+               "such as 30m or 1h30m",
+               shown);
   return 0;
 }
 
 /* ---- --help ---------------------------------------------------------------- */
 
-static const char help_head[] =
-  "Usage: rampmail [OPTION...] [--] [RECIPIENT...]\n"
-  "       mailq       (rampmail -bp)\n"
-  "       newaliases  (rampmail -bi)\n"
-  "\n"
-  "Reads one message on standard input and relays it through the SMTP\n"
-  "servers of the configuration file. Options end at \"--\" or at the\n"
-  "first recipient; every argument after that is a recipient.\n"
-  "\n"
-  "Modes:\n"
-  "  -bm                 read a message and send it (the default)\n"
-  "  -bp, mailq          list the queue\n"
-  "  -bi, -I, newaliases check the aliases file\n"
-  "  -bs                 SMTP on standard input and output\n"
-  "  -q                  deliver what waits in the queue\n"
-  "  -qINTERVAL          keep running: deliver what is due every INTERVAL\n"
-  "                      (such as 30m, 1h30m)\n"
-  "  -qIID               deliver queue entry ID now\n"
-  "  --delete ID...      remove queue entries without delivering them\n"
-  "  --check-config      check the configuration file and exit\n"
-  "  --test [SERVER...]  connect to each server (or those named): TLS,\n"
-  "                      certificate, login, extensions; --test-servers\n"
-  "                      is the same\n"
-  "  --send-to ADDR      with --test: also send a test message through\n"
-  "                      each server\n"
-  "  --status            servers (ramp day, allowance, used, left) and\n"
-  "                      why each queued message waits\n"
-  "  --help              show this help\n"
-  "  --version, -bV      show the version\n"
-  "\n"
-  "Sending:\n"
-  "  -t                  also send to the To, Cc and Bcc header addresses\n"
-  "                      (Resent-To, -Cc, -Bcc when the message has them)\n"
-  "  -i, -oi             a line with a single \".\" does not end the input\n"
-  "  -f ADDR, -r ADDR    envelope sender (\"<>\" for none)\n"
-  "  -F NAME             full name for the From header added when missing\n"
-  "  -B 7BIT|8BITMIME    body type\n"
-  "  -N never|LIST       DSN notify: never, or success,failure,delay\n"
-  "  -R hdrs|full        DSN: return headers only or the full message\n"
-  "  -V ENVID            DSN envelope id\n"
-  "  -odi                deliver before exiting (exit status tells)\n"
-  "  -odb                return at once, deliver in the background\n"
-  "  -odq                only queue; a later -q delivers\n"
-  "  -C FILE             configuration file, by default\n"
-  "                      " RM_SYSCONFDIR "/rampmail.conf\n"
-  "  -v                  verbose\n"
-  "  --                  end of options\n"
-  "\n"
-  "Accepted and ignored:\n";
+static const char help_head[]
+    = "Usage: rampmail [OPTION...] [--] [RECIPIENT...]\n"
+      "       mailq       (rampmail -bp)\n"
+      "       newaliases  (rampmail -bi)\n"
+      "\n"
+      "Reads one message on standard input and relays it through the SMTP\n"
+      "servers of the configuration file. Options end at \"--\" or at the\n"
+      "first recipient; every argument after that is a recipient.\n"
+      "\n"
+      "Modes:\n"
+      "  -bm                 read a message and send it (the default)\n"
+      "  -bp, mailq          list the queue\n"
+      "  -bi, -I, newaliases check the aliases file\n"
+      "  -bs                 SMTP on standard input and output\n"
+      "  -q                  deliver what waits in the queue\n"
+      "  -qINTERVAL          keep running: deliver what is due every INTERVAL\n"
+      "                      (such as 30m, 1h30m)\n"
+      "  -qIID               deliver queue entry ID now\n"
+      "  --delete ID...      remove queue entries without delivering them\n"
+      "  --check-config      check the configuration file and exit\n"
+      "  --test [SERVER...]  connect to each server (or those named): TLS,\n"
+      "                      certificate, login, extensions; --test-servers\n"
+      "                      is the same\n"
+      "  --send-to ADDR      with --test: also send a test message through\n"
+      "                      each server\n"
+      "  --status            servers (ramp day, allowance, used, left) and\n"
+      "                      why each queued message waits\n"
+      "  --help              show this help\n"
+      "  --version, -bV      show the version\n"
+      "\n"
+      "Sending:\n"
+      "  -t                  also send to the To, Cc and Bcc header addresses\n"
+      "                      (Resent-To, -Cc, -Bcc when the message has them)\n"
+      "  -i, -oi             a line with a single \".\" does not end the input\n"
+      "  -f ADDR, -r ADDR    envelope sender (\"<>\" for none)\n"
+      "  -F NAME             full name for the From header added when missing\n"
+      "  -B 7BIT|8BITMIME    body type\n"
+      "  -N never|LIST       DSN notify: never, or success,failure,delay\n"
+      "  -R hdrs|full        DSN: return headers only or the full message\n"
+      "  -V ENVID            DSN envelope id\n"
+      "  -odi                deliver before exiting (exit status tells)\n"
+      "  -odb                return at once, deliver in the background\n"
+      "  -odq                only queue; a later -q delivers\n"
+      "  -C FILE             configuration file, by default\n"
+      "                      " RM_SYSCONFDIR "/rampmail.conf\n"
+      "  -v                  verbose\n"
+      "  --                  end of options\n"
+      "\n"
+      "Accepted and ignored:\n";
 
 /* Appends "  SHOWN  reason" with the reason wrapped at 78 columns. */
 static void

@@ -15,17 +15,17 @@
 #include <glib.h>
 
 typedef enum {
-  RM_MODE_SEND = 0,      /* -bm (default): read a message and send it */
-  RM_MODE_QUEUE_RUN,     /* -q[interval] */
-  RM_MODE_LIST_QUEUE,    /* -bp, mailq */
-  RM_MODE_ALIASES,       /* -bi, newaliases */
-  RM_MODE_SMTP_STDIO,    /* -bs: SMTP on standard input and output */
-  RM_MODE_CHECK_CONFIG,  /* --check-config */
-  RM_MODE_TEST_SERVERS,  /* --test [SERVER...]: check each server */
-  RM_MODE_DELETE,        /* --delete ID...: remove queue entries */
-  RM_MODE_STATUS,        /* --status: servers and queue */
-  RM_MODE_HELP,          /* --help */
-  RM_MODE_VERSION,       /* --version, -bV */
+  RM_MODE_SEND = 0,     /* -bm (default): read a message and send it */
+  RM_MODE_QUEUE_RUN,    /* -q[interval] */
+  RM_MODE_LIST_QUEUE,   /* -bp, mailq */
+  RM_MODE_ALIASES,      /* -bi, newaliases */
+  RM_MODE_SMTP_STDIO,   /* -bs: SMTP on standard input and output */
+  RM_MODE_CHECK_CONFIG, /* --check-config */
+  RM_MODE_TEST_SERVERS, /* --test [SERVER...]: check each server */
+  RM_MODE_DELETE,       /* --delete ID...: remove queue entries */
+  RM_MODE_STATUS,       /* --status: servers and queue */
+  RM_MODE_HELP,         /* --help */
+  RM_MODE_VERSION,      /* --version, -bV */
 } RmMode;
 
 typedef enum {
@@ -36,31 +36,31 @@ typedef enum {
 } RmDelivery;
 
 typedef enum {
-  RM_BODY_DEFAULT = 0,   /* no -B: detect from the content */
-  RM_BODY_7BIT_ARG,      /* -B7BIT */
-  RM_BODY_8BITMIME_ARG,  /* -B8BITMIME */
+  RM_BODY_DEFAULT = 0,  /* no -B: detect from the content */
+  RM_BODY_7BIT_ARG,     /* -B7BIT */
+  RM_BODY_8BITMIME_ARG, /* -B8BITMIME */
 } RmBodyArg;
 
 typedef struct {
   RmMode mode;
-  gboolean read_recipients;   /* -t */
-  gboolean ignore_dots;       /* -i, -oi */
-  char *sender;               /* -f/-r as given, NULL if absent */
-  char *full_name;            /* -F, NULL if absent */
-  RmBodyArg body;             /* -B */
-  char *config_file;          /* -C, NULL for the default */
-  gboolean verbose;           /* -v */
-  RmDelivery delivery;        /* -od? */
-  char *notify;               /* -N, kept for later DSN support */
-  char *dsn_ret;              /* -R */
-  char *envid;                /* -V */
-  char *queue_interval;       /* -q30m: "30m"; NULL for a single run */
-  char *queue_id;             /* -qIID: deliver only this entry */
-  char *send_to;              /* --test --send-to ADDR */
-  GPtrArray *recipients;      /* raw recipient arguments (char *); the
+  gboolean read_recipients; /* -t */
+  gboolean ignore_dots;     /* -i, -oi */
+  char *sender;             /* -f/-r as given, NULL if absent */
+  char *full_name;          /* -F, NULL if absent */
+  RmBodyArg body;           /* -B */
+  char *config_file;        /* -C, NULL for the default */
+  gboolean verbose;         /* -v */
+  RmDelivery delivery;      /* -od? */
+  char *notify;             /* -N, kept for later DSN support */
+  char *dsn_ret;            /* -R */
+  char *envid;              /* -V */
+  char *queue_interval;     /* -q30m: "30m"; NULL for a single run */
+  char *queue_id;           /* -qIID: deliver only this entry */
+  char *send_to;            /* --test --send-to ADDR */
+  GPtrArray *recipients;    /* raw recipient arguments (char *); the
                                * queue ids with --delete, the server
                                * names with --test */
-  GPtrArray *ignored;         /* flags accepted and ignored, as given */
+  GPtrArray *ignored;       /* flags accepted and ignored, as given */
 } RmOptions;
 
 /* Fills opts (which the caller zero-initialises) from argv. argv[0] picks

@@ -24,31 +24,31 @@
 /* ---- the keys -------------------------------------------------------------- */
 
 typedef enum {
-  KIND_PATH,     /* a file or folder; relative to the file's folder */
-  KIND_PLUGIN,   /* a plugin name: [a-z0-9_-]+ */
-  KIND_DOMAIN,   /* a DNS name */
-  KIND_SENDER,   /* local@domain */
-  KIND_TIMEZONE, /* an identifier GLib knows, such as Europe/Paris */
-  KIND_DELIVERY, /* interactive, background or queue */
-  KIND_HOST,     /* a host name or IP address */
-  KIND_PORT,     /* 1 to 65535 */
-  KIND_SECONDS,  /* 1 to 3600 */
-  KIND_TLS,      /* none, starttls or implicit */
-  KIND_DURATION, /* 90s, 5m, 2h, 5d, 1h30m; a bare number is seconds */
-  KIND_TEXT,     /* any text without control characters (user, command) */
-  KIND_BOOL,     /* yes/no, true/false, on/off, 1/0 */
+  KIND_PATH,        /* a file or folder; relative to the file's folder */
+  KIND_PLUGIN,      /* a plugin name: [a-z0-9_-]+ */
+  KIND_DOMAIN,      /* a DNS name */
+  KIND_SENDER,      /* local@domain */
+  KIND_TIMEZONE,    /* an identifier GLib knows, such as Europe/Paris */
+  KIND_DELIVERY,    /* interactive, background or queue */
+  KIND_HOST,        /* a host name or IP address */
+  KIND_PORT,        /* 1 to 65535 */
+  KIND_SECONDS,     /* 1 to 3600 */
+  KIND_TLS,         /* none, starttls or implicit */
+  KIND_DURATION,    /* 90s, 5m, 2h, 5d, 1h30m; a bare number is seconds */
+  KIND_TEXT,        /* any text without control characters (user, command) */
+  KIND_BOOL,        /* yes/no, true/false, on/off, 1/0 */
   KIND_FINGERPRINT, /* sha256:HEX, colons allowed between the octets */
-  KIND_PRESET,   /* gmail */
-  KIND_FROM,     /* keep or account */
-  KIND_COUNT,    /* 1 to 1000000 */
-  KIND_COUNT0,   /* 0 to 86400 */
-  KIND_SHARE,    /* a fraction, 0 < x <= 1 */
-  KIND_SHARE0,   /* a fraction, 0 <= x <= 1; 0 turns it off */
-  KIND_LIMIT0,   /* 0 to 1000000; 0 turns it off */
-  KIND_GROWTH,   /* a factor, 1 < x <= 10 */
-  KIND_DAYS,     /* 1 to 365 */
-  KIND_SCHEDULE, /* daily allowances: "20, 40, 80" */
-  KIND_DOMAINS,  /* domain names: "example.com, example.org" */
+  KIND_PRESET,      /* gmail */
+  KIND_FROM,        /* keep or account */
+  KIND_COUNT,       /* 1 to 1000000 */
+  KIND_COUNT0,      /* 0 to 86400 */
+  KIND_SHARE,       /* a fraction, 0 < x <= 1 */
+  KIND_SHARE0,      /* a fraction, 0 <= x <= 1; 0 turns it off */
+  KIND_LIMIT0,      /* 0 to 1000000; 0 turns it off */
+  KIND_GROWTH,      /* a factor, 1 < x <= 10 */
+  KIND_DAYS,        /* 1 to 365 */
+  KIND_SCHEDULE,    /* daily allowances: "20, 40, 80" */
+  KIND_DOMAINS,     /* domain names: "example.com, example.org" */
 } KeyKind;
 
 typedef struct {
@@ -72,16 +72,19 @@ static const KeySpec main_keys[] = {
   { "queue_lifetime", KIND_DURATION, offsetof (RmConfig, queue_lifetime) },
   { "retry_min", KIND_DURATION, offsetof (RmConfig, retry_min) },
   { "retry_max", KIND_DURATION, offsetof (RmConfig, retry_max) },
-#define RAMP_KEYS(type)                                                     \
-  { "warmup", KIND_PLUGIN, offsetof (type, ramp.warmup) },                 \
-  { "warmup_schedule", KIND_SCHEDULE, offsetof (type, ramp.schedule) },    \
-  { "warmup_start", KIND_COUNT, offsetof (type, ramp.start) },             \
-  { "warmup_growth", KIND_GROWTH, offsetof (type, ramp.growth) },          \
-  { "warmup_cap", KIND_COUNT, offsetof (type, ramp.cap) },                 \
-  { "warmup_min_share", KIND_SHARE, offsetof (type, ramp.min_share) },     \
-  { "warmup_restart_after", KIND_DAYS, offsetof (type, ramp.restart_after) }, \
-  { "min_gap", KIND_COUNT0, offsetof (type, ramp.min_gap) },               \
-  { "hourly_share", KIND_SHARE0, offsetof (type, ramp.hourly_share) }
+#define RAMP_KEYS(type)                                                      \
+  { "warmup", KIND_PLUGIN, offsetof (type, ramp.warmup) },                   \
+      { "warmup_schedule", KIND_SCHEDULE, offsetof (type, ramp.schedule) },  \
+      { "warmup_start", KIND_COUNT, offsetof (type, ramp.start) },           \
+      { "warmup_growth", KIND_GROWTH, offsetof (type, ramp.growth) },        \
+      { "warmup_cap", KIND_COUNT, offsetof (type, ramp.cap) },               \
+      { "warmup_min_share", KIND_SHARE, offsetof (type, ramp.min_share) },   \
+      { "warmup_restart_after", KIND_DAYS,                                   \
+        offsetof (type, ramp.restart_after) },                               \
+      { "min_gap", KIND_COUNT0, offsetof (type, ramp.min_gap) },             \
+  {                                                                          \
+    "hourly_share", KIND_SHARE0, offsetof (type, ramp.hourly_share)          \
+  }
   RAMP_KEYS (RmConfig),
 };
 
@@ -100,8 +103,7 @@ static const KeySpec server_keys[] = {
     offsetof (RmServerConf, password_command) },
   { "from", KIND_FROM, offsetof (RmServerConf, from) },
   { "max_rcpts", KIND_LIMIT0, offsetof (RmServerConf, max_rcpts) },
-  { "sender_domains", KIND_DOMAINS,
-    offsetof (RmServerConf, sender_domains) },
+  { "sender_domains", KIND_DOMAINS, offsetof (RmServerConf, sender_domains) },
   { "transport", KIND_PLUGIN, offsetof (RmServerConf, transport) },
   { "connect_timeout", KIND_SECONDS,
     offsetof (RmServerConf, connect_timeout) },
@@ -112,8 +114,8 @@ static const KeySpec server_keys[] = {
 /* ---- the loader ------------------------------------------------------------ */
 
 typedef struct {
-  const char *file;    /* the path as given, for messages */
-  char *dir;           /* the file's folder, absolute */
+  const char *file; /* the path as given, for messages */
+  char *dir;        /* the file's folder, absolute */
   GKeyFile *keys;
   GPtrArray *problems; /* char *, one line each */
 } Loader;
@@ -145,8 +147,8 @@ problem (Loader *ld, const char *group, const char *key, const char *format,
                                                     safe_group, what));
   else
     g_ptr_array_add (ld->problems,
-                     g_strdup_printf ("%s: [%s] %s: %s", ld->file,
-                                      safe_group, safe_key, what));
+                     g_strdup_printf ("%s: [%s] %s: %s", ld->file, safe_group,
+                                      safe_key, what));
 }
 
 /* text with control characters shown as \xHH, for messages. */
@@ -292,12 +294,27 @@ parse_duration (const char *text, guint *out)
         number = number * 10 + (guint64) (*c++ - '0');
       switch (*c)
         {
-        case 's': unit = 1; c++; break;
-        case 'm': unit = 60; c++; break;
-        case 'h': unit = 3600; c++; break;
-        case 'd': unit = 86400; c++; break;
-        case '\0': break;
-        default: c = "!"; break;
+        case 's':
+          unit = 1;
+          c++;
+          break;
+        case 'm':
+          unit = 60;
+          c++;
+          break;
+        case 'h':
+          unit = 3600;
+          c++;
+          break;
+        case 'd':
+          unit = 86400;
+          c++;
+          break;
+        case '\0':
+          break;
+        default:
+          c = "!";
+          break;
         }
       total += number * unit;
     }
@@ -306,7 +323,8 @@ parse_duration (const char *text, guint *out)
       g_autofree char *safe = shown (text);
 
       return g_strdup_printf ("not a duration of 1s to 365d (such as 90s, "
-                              "5m, 2h or 5d): %s", safe);
+                              "5m, 2h or 5d): %s",
+                              safe);
     }
   *out = (guint) total;
   return NULL;
@@ -327,7 +345,8 @@ parse_tls (const char *value, RmTlsMode *field)
     {
       safe = shown (value);
       return g_strdup_printf ("invalid value: %s (use starttls, implicit "
-                              "or none)", safe);
+                              "or none)",
+                              safe);
     }
   return NULL;
 }
@@ -413,7 +432,8 @@ parse_fingerprint (const char *value, char **field)
   safe = shown (value);
   return g_strdup_printf ("invalid value: %s (expected sha256: and 64 hex "
                           "digits, as openssl x509 -fingerprint -sha256 "
-                          "prints)", safe);
+                          "prints)",
+                          safe);
 }
 
 static char *
@@ -498,7 +518,8 @@ parse_delivery (const char *value, RmDelivery *field)
     {
       safe = shown (value);
       return g_strdup_printf ("invalid value: %s (use interactive, "
-                              "background or queue)", safe);
+                              "background or queue)",
+                              safe);
     }
   return NULL;
 }
@@ -541,8 +562,7 @@ store_value (const Loader *ld, const KeySpec *spec, const char *value,
       break;
     case KIND_HOST:
       for (const char *c = value; *c != '\0'; c++)
-        ok = ok && !g_ascii_isspace (*c) && (guchar) *c >= 0x20
-             && *c != 0x7f;
+        ok = ok && !g_ascii_isspace (*c) && (guchar) *c >= 0x20 && *c != 0x7f;
       ok = ok && strlen (value) <= 255;
       expected = "a host name or IP address";
       break;
@@ -625,8 +645,8 @@ load_group (Loader *ld, const char *group, const KeySpec *specs,
 {
   g_auto (GStrv) keys = g_key_file_get_keys (ld->keys, group, NULL, NULL);
   g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (GHashTable) repeated
-      = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) repeated = g_hash_table_new (g_str_hash,
+                                                      g_str_equal);
 
   for (gsize i = 0; keys != NULL && keys[i] != NULL; i++)
     {
@@ -744,16 +764,16 @@ check_server (Loader *ld, const char *group, RmServerConf *server)
              "set together with password_file; keep one");
   if (server->user == NULL
       && (server->password_file != NULL || server->password_command != NULL))
-    problem (ld, group, server->password_file ? "password_file"
-                                              : "password_command",
+    problem (ld, group,
+             server->password_file ? "password_file" : "password_command",
              "set without user");
   if (server->preset != NULL && server->user == NULL)
     problem (ld, group, "user",
              "missing: the gmail preset needs the account's address");
   if (server->tls == RM_TLS_NONE
       && (server->tls_ca_file != NULL || server->tls_fingerprint != NULL))
-    problem (ld, group, server->tls_ca_file ? "tls_ca_file"
-                                            : "tls_fingerprint",
+    problem (ld, group,
+             server->tls_ca_file ? "tls_ca_file" : "tls_fingerprint",
              "set while tls = none: there is no certificate to check");
   if (server->from == RM_FROM_ACCOUNT && server->user != NULL
       && strchr (server->user, '@') == NULL)
@@ -765,7 +785,8 @@ check_server (Loader *ld, const char *group, RmServerConf *server)
       && server->host != NULL && !is_loopback (server->host))
     problem (ld, group, "user",
              "a password is never sent in plaintext to %s: set tls = "
-             "starttls or implicit", server->host);
+             "starttls or implicit",
+             server->host);
 }
 
 static void
@@ -790,7 +811,8 @@ load_server (Loader *ld, const char *group, const char *name,
       g_autofree char *safe = shown (name);
       problem (ld, group, NULL,
                "invalid server name \"%s\" (use letters, digits, '.', '_' "
-               "and '-')", safe);
+               "and '-')",
+               safe);
     }
   preset = g_key_file_get_string (ld->keys, group, "preset", NULL);
   if (preset != NULL && strcmp (g_strstrip (preset), "gmail") == 0)
@@ -993,8 +1015,9 @@ rm_config_load (const char *path, GError **error)
 
   absolute = g_canonicalize_filename (path, NULL);
   dir = g_path_get_dirname (absolute);
-  ld = (Loader) { .file = path, .dir = dir, .keys = keys,
-                  .problems = problems };
+  ld = (Loader){
+    .file = path, .dir = dir, .keys = keys, .problems = problems
+  };
   config = config_new (path);
 
   if (load_groups (&ld, config) == 0)

@@ -37,9 +37,8 @@ rm_context_init (RmContext *ctx, RmConfig *config, GError **error)
 
       if (strcmp (srv->ramp.warmup, "none") == 0)
         continue;
-      ctx->warmups[i] = rm_modules_load (config->plugin_dir,
-                                         RM_PLUGIN_WARMUP, srv->ramp.warmup,
-                                         error);
+      ctx->warmups[i] = rm_modules_load (config->plugin_dir, RM_PLUGIN_WARMUP,
+                                         srv->ramp.warmup, error);
       if (ctx->warmups[i] == NULL)
         {
           g_prefix_error (error, "[server %s] warmup: ", srv->name);
@@ -97,17 +96,17 @@ typedef struct {
 
 typedef struct {
   RmEntry *entry;
-  int fd;                 /* the entry's lock, and its data */
+  int fd; /* the entry's lock, and its data */
   gint64 size;
-  GHashTable *tried;      /* servers that failed it in this run */
-  GPtrArray *refusals;    /* Refusal *: refused for good in this run */
-  gboolean attempted;     /* offered to a server in this run */
+  GHashTable *tried;        /* servers that failed it in this run */
+  GPtrArray *refusals;      /* Refusal *: refused for good in this run */
+  gboolean attempted;       /* offered to a server in this run */
   gboolean retry_elsewhere; /* a recipient failed temporarily last round */
-  gboolean no_failover;   /* outcome unknown: wait for a later run */
-  gboolean failed_now;    /* a temporary failure in this run */
-  gboolean waiting;       /* some recipients wait for an allowance */
-  gint64 next_window;     /* when the first server may take them */
-  gboolean finished;      /* recorded and unlocked; nothing left to do */
+  gboolean no_failover;     /* outcome unknown: wait for a later run */
+  gboolean failed_now;      /* a temporary failure in this run */
+  gboolean waiting;         /* some recipients wait for an allowance */
+  gint64 next_window;       /* when the first server may take them */
+  gboolean finished;        /* recorded and unlocked; nothing left to do */
 } Job;
 
 static void
@@ -276,8 +275,7 @@ server_usable (RmContext *ctx, const RmRunOptions *run, const Job *job,
    * login, a provider's daily limit): those would only fail again. */
   if (run->flush)
     {
-      g_autofree char *held = rm_state_backoff_reason (ctx->state,
-                                                       srv->name);
+      g_autofree char *held = rm_state_backoff_reason (ctx->state, srv->name);
       return held == NULL;
     }
   return FALSE;
@@ -307,8 +305,8 @@ policy_blocked (RmContext *ctx, const Job *job)
 typedef struct {
   Job *job;
   RmServerConf *conf;
-  GPtrArray *rcpts;       /* char *, borrowed from the entry */
-  guint granted;          /* how many recipients it may take */
+  GPtrArray *rcpts; /* char *, borrowed from the entry */
+  guint granted;    /* how many recipients it may take */
   gint64 reservation;
 } Part;
 
@@ -468,9 +466,9 @@ full_reply (int code, const char *text)
 /* What a reply says about the server rather than the recipient. */
 typedef enum {
   VERDICT_NONE = 0,
-  VERDICT_LOGIN,        /* 535 5.7.8, 534 5.7.9: fix the credentials */
-  VERDICT_EXHAUSTED,    /* 550 5.4.5: the provider's daily limit */
-  VERDICT_THROTTLED,    /* 421 or 454 4.7.0: too fast, too many logins */
+  VERDICT_LOGIN,     /* 535 5.7.8, 534 5.7.9: fix the credentials */
+  VERDICT_EXHAUSTED, /* 550 5.4.5: the provider's daily limit */
+  VERDICT_THROTTLED, /* 421 or 454 4.7.0: too fast, too many logins */
 } ServerVerdict;
 
 static ServerVerdict
@@ -519,7 +517,7 @@ drop_recipient (RmEntry *entry, const char *address)
 
 /* What one session told about its server. */
 typedef struct {
-  gboolean answered;      /* some recipient got a real answer */
+  gboolean answered; /* some recipient got a real answer */
   ServerVerdict verdict;
   char *verdict_reply;
 } SessionNews;
@@ -548,10 +546,10 @@ typedef struct {
   Part *part;
   RmDeliverStats *stats;
   SessionNews *news;
-  char *sender;           /* envelope sender for this server */
-  int rewritten_fd;       /* From rewritten for the account, or -1 */
+  char *sender;     /* envelope sender for this server */
+  int rewritten_fd; /* From rewritten for the account, or -1 */
   gboolean sorted;
-  GArray *log;            /* LogLine: logged once the queue has recorded
+  GArray *log; /* LogLine: logged once the queue has recorded
                            * the outcome */
 } Outgoing;
 
@@ -584,8 +582,8 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
         }
       else if (result != RM_RESULT_TEMPFAIL || (code != 0 && code != 421))
         out->news->answered = TRUE;
-      g_array_append_val (out->log, ((LogLine) { result, g_strdup (address),
-                                                 g_strdup (reply) }));
+      g_array_append_val (out->log, ((LogLine){ result, g_strdup (address),
+                                                g_strdup (reply) }));
       if (result == RM_RESULT_OK || result == RM_RESULT_UNKNOWN)
         used++;
       if (result == RM_RESULT_OK)
@@ -762,7 +760,8 @@ judge_server (RmContext *ctx, const RmServerConf *conf, gboolean sent,
                               ctx->config->retry_max, &error)
       > 0)
     rm_log_warn ("server %s failed; not tried again before the backoff "
-                 "ends", conf->name);
+                 "ends",
+                 conf->name);
   if (error != NULL)
     rm_log_warn ("%s", error->message);
 }
@@ -902,7 +901,7 @@ report_refusals (RmContext *ctx, Job *job, GPtrArray *refusals,
     {
       Refusal *r = refusals->pdata[i];
 
-      rcpts[i] = (RmBounceRcpt) { r->address, r->reply, r->server, r->host };
+      rcpts[i] = (RmBounceRcpt){ r->address, r->reply, r->server, r->host };
       g_ptr_array_add (addrs, r->address);
       g_ptr_array_add (replies, r->reply);
     }
@@ -924,8 +923,8 @@ report_refusals (RmContext *ctx, Job *job, GPtrArray *refusals,
     rm_log_error ("%s: cannot keep the refused recipients: %s",
                   job->entry->id, error->message);
   else
-    rm_log_warn ("%s: %u refused recipients kept in failed/",
-                 job->entry->id, refusals->len);
+    rm_log_warn ("%s: %u refused recipients kept in failed/", job->entry->id,
+                 refusals->len);
 }
 
 /* Keeps the time spent waiting for an allowance, which does not count
@@ -1011,10 +1010,10 @@ schedule (RmContext *ctx, Job *job, gint64 now)
   else if (job->failed_now || job->no_failover)
     {
       entry->attempts++;
-      entry->next_attempt = now + rm_state_retry_delay (
-                                      entry->attempts,
-                                      ctx->config->retry_min,
-                                      ctx->config->retry_max);
+      entry->next_attempt = now
+                            + rm_state_retry_delay (entry->attempts,
+                                                    ctx->config->retry_min,
+                                                    ctx->config->retry_max);
     }
   else if (job->waiting)
     {
@@ -1048,8 +1047,8 @@ finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
   if (job->refusals->len > 0)
     report_refusals (ctx, job, job->refusals, RM_BOUNCE_FAILED);
   stats->failed += job->refusals->len;
-  account_waiting (entry, job->waiting && !job->failed_now
-                              && !job->no_failover, now);
+  account_waiting (
+      entry, job->waiting && !job->failed_now && !job->no_failover, now);
   if (entry->rcpts->len > 0
       && failing_time (entry, now) >= (gint64) ctx->config->queue_lifetime)
     expire (ctx, job, stats);

@@ -29,12 +29,12 @@
 #include "state.h"
 
 typedef struct {
-  RmConfig *config;       /* borrowed */
+  RmConfig *config; /* borrowed */
   RmQueue *queue;
-  RmState *state;         /* opened on first use */
+  RmState *state; /* opened on first use */
   const RmSelectorOps *selector;
   const RmWarmupOps **warmups; /* per server of config; NULL: no ramp */
-  GTimeZone *tz;          /* the day boundary */
+  GTimeZone *tz;               /* the day boundary */
   GRand *rnd;
 } RmContext;
 
@@ -42,14 +42,14 @@ typedef struct {
 typedef struct {
   guint sent;
   guint deferred;
-  guint failed;           /* refused for good or expired */
-  guint busy;             /* entries another process was delivering */
-  guint attempted;        /* entries offered to a server */
+  guint failed;    /* refused for good or expired */
+  guint busy;      /* entries another process was delivering */
+  guint attempted; /* entries offered to a server */
 } RmDeliverStats;
 
 typedef struct {
-  gboolean flush;         /* ignore retry times and server backoff */
-  const char *only_id;    /* only this entry, or NULL for all */
+  gboolean flush;      /* ignore retry times and server backoff */
+  const char *only_id; /* only this entry, or NULL for all */
 } RmRunOptions;
 
 /* Opens the queue and loads the selector and warmup plugins named by
@@ -58,8 +58,7 @@ gboolean rm_context_init (RmContext *ctx, RmConfig *config, GError **error);
 void rm_context_clear (RmContext *ctx);
 
 /* The limits of server i of the configuration. */
-void rm_context_quota_spec (const RmContext *ctx, guint i,
-                            RmQuotaSpec *spec);
+void rm_context_quota_spec (const RmContext *ctx, guint i, RmQuotaSpec *spec);
 
 /* The current day as YYYY-MM-DD in the configured time zone. */
 char *rm_context_today (const RmContext *ctx);

@@ -7,7 +7,7 @@
 
 #include "errors.h"
 
-G_DEFINE_QUARK (rm-error-quark, rm_error)
+G_DEFINE_QUARK (rm - error - quark, rm_error)
 
 int
 rm_error_exit_code (const GError *error)

@@ -124,8 +124,8 @@ writer_line (Writer *w, const char *text, gsize len, GError **error)
 /* ---- header fields ------------------------------------------------------ */
 
 typedef struct {
-  char *name;    /* as written */
-  GString *raw;  /* the field's lines joined by CRLF, no final CRLF */
+  char *name;   /* as written */
+  GString *raw; /* the field's lines joined by CRLF, no final CRLF */
 } Field;
 
 static void
@@ -209,8 +209,8 @@ rm_intake_fold (const char *field)
 {
   GString *out = g_string_new (NULL);
   gsize line_len = 0;
-  guint words = 0;      /* on the current line */
-  guint keep = 2;       /* the first line keeps the name and one word */
+  guint words = 0; /* on the current line */
+  guint keep = 2;  /* the first line keeps the name and one word */
   const char *p = field;
 
   while (*p)
@@ -244,7 +244,7 @@ rm_intake_fold (const char *field)
 typedef struct {
   const RmIntakeParams *params;
   RmIntakeResult *result;
-  GPtrArray *fields;   /* Field *, in order */
+  GPtrArray *fields; /* Field *, in order */
   gsize size;
 } Headers;
 
@@ -371,8 +371,8 @@ headers_add_missing (Headers *h)
     headers_append (h, "From", p->default_from);
   if (!headers_have (h, "Date"))
     {
-      g_autoptr (GDateTime) now
-          = p->now ? g_date_time_ref (p->now) : g_date_time_new_now_local ();
+      g_autoptr (GDateTime) now = p->now ? g_date_time_ref (p->now)
+                                         : g_date_time_new_now_local ();
       g_autofree char *date = rm_intake_format_date (now);
 
       headers_append (h, "Date", date);
@@ -539,12 +539,11 @@ rm_intake_format_date (GDateTime *when)
                                         "Sep", "Oct", "Nov", "Dec" };
   g_autofree char *zone = g_date_time_format (when, "%z");
 
-  return g_strdup_printf ("%s, %02d %s %04d %02d:%02d:%02d %s",
-                          days[g_date_time_get_day_of_week (when) - 1],
-                          g_date_time_get_day_of_month (when),
-                          months[g_date_time_get_month (when) - 1],
-                          g_date_time_get_year (when),
-                          g_date_time_get_hour (when),
-                          g_date_time_get_minute (when),
-                          g_date_time_get_second (when), zone);
+  return g_strdup_printf (
+      "%s, %02d %s %04d %02d:%02d:%02d %s",
+      days[g_date_time_get_day_of_week (when) - 1],
+      g_date_time_get_day_of_month (when),
+      months[g_date_time_get_month (when) - 1], g_date_time_get_year (when),
+      g_date_time_get_hour (when), g_date_time_get_minute (when),
+      g_date_time_get_second (when), zone);
 }

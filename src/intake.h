@@ -33,25 +33,25 @@
 #define RM_MAX_LINE 998
 
 typedef struct {
-  gboolean ignore_dots;       /* -i: a lone "." is text */
-  const char *default_from;   /* From: value to add when missing */
-  const char *message_id;     /* Message-ID value (with <>) to add */
-  const char *received;       /* Received value put first, or NULL */
-  GDateTime *now;             /* for an added Date: */
+  gboolean ignore_dots;     /* -i: a lone "." is text */
+  const char *default_from; /* From: value to add when missing */
+  const char *message_id;   /* Message-ID value (with <>) to add */
+  const char *received;     /* Received value put first, or NULL */
+  GDateTime *now;           /* for an added Date: */
 } RmIntakeParams;
 
 typedef struct {
-  GPtrArray *to;         /* unfolded values of To, Cc and Bcc (char *) */
-  GPtrArray *resent;     /* unfolded values of Resent-To, -Cc and -Bcc */
-  gboolean eight_bit;    /* the body holds octets above 127 */
-  gboolean long_lines;   /* a body line is longer than RM_MAX_LINE */
-  gboolean dkim;         /* a DKIM-Signature field is present */
-  char *from;            /* the unfolded value of the (first) From field,
+  GPtrArray *to;        /* unfolded values of To, Cc and Bcc (char *) */
+  GPtrArray *resent;    /* unfolded values of Resent-To, -Cc and -Bcc */
+  gboolean eight_bit;   /* the body holds octets above 127 */
+  gboolean long_lines;  /* a body line is longer than RM_MAX_LINE */
+  gboolean dkim;        /* a DKIM-Signature field is present */
+  char *from;           /* the unfolded value of the (first) From field,
                           * as sent */
-  guint nul_removed;     /* NUL octets dropped */
-  guint fields_encoded;  /* fields downgraded to encoded-words */
-  guint fields_folded;   /* over-long fields folded */
-  gint64 size;           /* octets written */
+  guint nul_removed;    /* NUL octets dropped */
+  guint fields_encoded; /* fields downgraded to encoded-words */
+  guint fields_folded;  /* over-long fields folded */
+  gint64 size;          /* octets written */
 } RmIntakeResult;
 
 /* Reads in_fd to its end (or a lone dot) and writes out_fd. result is
@@ -59,7 +59,8 @@ typedef struct {
  * failure too. Errors: RM_ERROR_IO for read or write failures (a full disk
  * gives RM_ERROR_TEMPFAIL), RM_ERROR_DATA for a header section over
  * RM_INTAKE_MAX_HEADER. */
-gboolean rm_intake_stream (int in_fd, int out_fd, const RmIntakeParams *params,
+gboolean rm_intake_stream (int in_fd, int out_fd,
+                           const RmIntakeParams *params,
                            RmIntakeResult *result, GError **error);
 
 void rm_intake_result_clear (RmIntakeResult *result);

@@ -56,8 +56,10 @@ writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields,
         gpointer user_data)
 {
   const char *message = NULL;
-  gboolean important = (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL
-                                 | G_LOG_LEVEL_WARNING)) != 0;
+  gboolean important = (level
+                        & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL
+                           | G_LOG_LEVEL_WARNING))
+                       != 0;
 
   for (gsize i = 0; i < n_fields; i++)
     if (g_strcmp0 (fields[i].key, "MESSAGE") == 0)

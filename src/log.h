@@ -25,6 +25,7 @@ char *rm_log_escape (const char *text);
 
 #define rm_log_info(...) g_log ("rampmail", G_LOG_LEVEL_INFO, __VA_ARGS__)
 #define rm_log_warn(...) g_log ("rampmail", G_LOG_LEVEL_WARNING, __VA_ARGS__)
-#define rm_log_error(...) g_log ("rampmail", G_LOG_LEVEL_CRITICAL, __VA_ARGS__)
+#define rm_log_error(...)                                                    \
+  g_log ("rampmail", G_LOG_LEVEL_CRITICAL, __VA_ARGS__)
 
 #endif

@@ -160,8 +160,8 @@ run_queue (RmContext *ctx, const RmOptions *opts, GError **error)
     }
   if (!rm_runner_flush (ctx, opts->queue_id, &stats, error))
     return -1;
-  rm_log_info ("queue run: sent=%u deferred=%u failed=%u busy=%u",
-               stats.sent, stats.deferred, stats.failed, stats.busy);
+  rm_log_info ("queue run: sent=%u deferred=%u failed=%u busy=%u", stats.sent,
+               stats.deferred, stats.failed, stats.busy);
   if (stats.failed > 0)
     rm_runner_kick (ctx); /* bounces wait */
   return EX_OK;
@@ -175,7 +175,8 @@ check_config (RmConfig *config, GError **error)
       RmServerConf *srv = config->servers->pdata[i];
 
       if (rm_modules_load (config->plugin_dir, RM_PLUGIN_TRANSPORT,
-                           srv->transport, error) == NULL)
+                           srv->transport, error)
+          == NULL)
         {
           g_prefix_error (error, "%s: [server %s] transport: ", config->file,
                           srv->name);
@@ -188,7 +189,8 @@ check_config (RmConfig *config, GError **error)
 
       if (strcmp (srv->ramp.warmup, "none") != 0
           && rm_modules_load (config->plugin_dir, RM_PLUGIN_WARMUP,
-                              srv->ramp.warmup, error) == NULL)
+                              srv->ramp.warmup, error)
+                 == NULL)
         {
           g_prefix_error (error, "%s: [server %s] warmup: ", config->file,
                           srv->name);
@@ -196,7 +198,8 @@ check_config (RmConfig *config, GError **error)
         }
     }
   if (rm_modules_load (config->plugin_dir, RM_PLUGIN_SELECTOR,
-                       config->selector, error) == NULL)
+                       config->selector, error)
+      == NULL)
     {
       g_prefix_error (error, "%s: [rampmail] selector: ", config->file);
       return -1;
@@ -267,10 +270,15 @@ send_test (const RmConfig *config, const RmServerConf *conf,
         close (fd);
       return FALSE;
     }
-  msg = (RmMessage) { .queue_id = "test", .sender = from, .rcpts = &rcpt,
-                      .n_rcpts = 1, .body = RM_BODY_7BIT, .data_fd = fd,
-                      .size = (gint64) strlen (text) };
-  ok = ops->send (srv, msgs, 1, &attempt, &error) && rcpt.result == RM_RESULT_OK;
+  msg = (RmMessage){ .queue_id = "test",
+                     .sender = from,
+                     .rcpts = &rcpt,
+                     .n_rcpts = 1,
+                     .body = RM_BODY_7BIT,
+                     .data_fd = fd,
+                     .size = (gint64) strlen (text) };
+  ok = ops->send (srv, msgs, 1, &attempt, &error)
+       && rcpt.result == RM_RESULT_OK;
   if (ok)
     g_string_append_printf (report, "  test message: sent to %s (%d %s)\n",
                             to, rcpt.smtp_code, rcpt.reply ? rcpt.reply : "");
@@ -278,9 +286,10 @@ send_test (const RmConfig *config, const RmServerConf *conf,
     g_string_append_printf (report, "  test message: FAILED: %d %s\n",
                             rcpt.smtp_code ? rcpt.smtp_code
                                            : attempt.smtp_code,
-                            error ? error->message
-                            : rcpt.reply ? rcpt.reply
-                            : attempt.reply ? attempt.reply : "not sent");
+                            error           ? error->message
+                            : rcpt.reply    ? rcpt.reply
+                            : attempt.reply ? attempt.reply
+                                            : "not sent");
   g_free (rcpt.reply);
   g_free (attempt.reply);
   close (fd);
@@ -334,8 +343,8 @@ test_servers (RmConfig *config, const RmOptions *opts, GError **error)
     {
       g_autofree char *shown = rm_log_escape (unknown);
 
-      g_set_error (error, RM_ERROR, RM_ERROR_USAGE,
-                   "no [server %s] in %s", shown, config->file);
+      g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "no [server %s] in %s",
+                   shown, config->file);
       return -1;
     }
   for (guint i = 0; i < config->servers->len; i++)
@@ -366,8 +375,8 @@ check_aliases (RmConfig *config, GError **error)
   if (aliases == NULL)
     return -1;
   printf ("%s: %u aliases, valid; rampmail reads the file directly, "
-          "there is nothing to rebuild\n", config->aliases,
-          rm_aliases_count (aliases));
+          "there is nothing to rebuild\n",
+          config->aliases, rm_aliases_count (aliases));
   return EX_OK;
 }
 

@@ -27,8 +27,9 @@ static gboolean
 is_address_field (const char *name)
 {
   static const char *const names[] = {
-    "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
-    "Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Bcc",
+    "From",      "Sender",    "Reply-To",    "To",
+    "Cc",        "Bcc",       "Resent-From", "Resent-Sender",
+    "Resent-To", "Resent-Cc", "Resent-Bcc",
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
@@ -203,7 +204,8 @@ replace_from (const char *head, const char *account)
         reply_to = TRUE;
       if (in_from)
         {
-          g_string_append_printf (old_from, "%s%s", old_from->len ? "\r\n" : "",
+          g_string_append_printf (old_from, "%s%s",
+                                  old_from->len ? "\r\n" : "",
                                   cont ? line : line + 5);
           continue;
         }
@@ -230,7 +232,8 @@ rm_mime_rewrite_from (int fd, const char *account, GError **error)
     return -1;
   fields = replace_from (head->str, account);
   out = memfd_create ("rampmail-from", MFD_CLOEXEC);
-  if (out < 0 || write (out, fields->str, fields->len) != (ssize_t) fields->len
+  if (out < 0
+      || write (out, fields->str, fields->len) != (ssize_t) fields->len
       || lseek (fd, body_at, SEEK_SET) < 0)
     goto fail;
   while ((n = read (fd, buf, sizeof buf)) != 0)

@@ -37,8 +37,8 @@ rm_privs_drop (void)
   gid_t gid = getgid ();
   gid_t r, e, s;
 
-  if (setresgid (gid, gid, gid) < 0 || getresgid (&r, &e, &s) < 0
-      || r != gid || e != gid || s != gid)
+  if (setresgid (gid, gid, gid) < 0 || getresgid (&r, &e, &s) < 0 || r != gid
+      || e != gid || s != gid)
     {
       fprintf (stderr, "rampmail: cannot drop the group privileges\n");
       abort ();

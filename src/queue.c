@@ -153,8 +153,7 @@ open_new (const char *path, GError **error)
   int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 
   if (fd < 0)
-    rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT, "create %s",
-                        path);
+    rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT, "create %s", path);
   return fd;
 }
 
@@ -174,8 +173,8 @@ rm_queue_create (RmQueue *queue, char **id, GError **error)
         }
       if (errno != EEXIST)
         {
-          rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT,
-                              "create %s", path);
+          rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT, "create %s",
+                              path);
           return -1;
         }
     }
@@ -427,15 +426,14 @@ entry_from_keyfile (GKeyFile *kf, RmEntry *entry, GError **error)
                                               "next_attempt", NULL);
   entry->waiting_since = g_key_file_get_int64 (kf, ENVELOPE_GROUP,
                                                "waiting_since", NULL);
-  entry->waited = g_key_file_get_int64 (kf, ENVELOPE_GROUP, "waited",
-                                            NULL);
+  entry->waited = g_key_file_get_int64 (kf, ENVELOPE_GROUP, "waited", NULL);
   entry->dkim = g_key_file_get_boolean (kf, ENVELOPE_GROUP, "dkim", NULL);
   entry->from_domain = g_key_file_get_string (kf, ENVELOPE_GROUP,
                                               "from_domain", NULL);
-  entry->last_error = g_key_file_get_string (kf, ENVELOPE_GROUP,
-                                             "last_error", NULL);
-  if (entry->rcpts->len == 0 || !g_key_file_has_key (kf, ENVELOPE_GROUP,
-                                                     "created", NULL))
+  entry->last_error = g_key_file_get_string (kf, ENVELOPE_GROUP, "last_error",
+                                             NULL);
+  if (entry->rcpts->len == 0
+      || !g_key_file_has_key (kf, ENVELOPE_GROUP, "created", NULL))
     {
       g_set_error (error, RM_ERROR, RM_ERROR_DATA,
                    "no recipients or no creation time");
@@ -560,8 +558,8 @@ rm_queue_move_corrupt (RmQueue *queue, const char *id, GError **error)
           return FALSE;
         }
     }
-  return fsync_dir (queue, "env", error) && fsync_dir (queue, "corrupt",
-                                                       error);
+  return fsync_dir (queue, "env", error)
+         && fsync_dir (queue, "corrupt", error);
 }
 
 int
@@ -594,8 +592,8 @@ static void
 append_list (GKeyFile *kf, const char *key, GPtrArray *items)
 {
   gsize n = 0;
-  g_auto (GStrv) old = g_key_file_get_string_list (kf, FAILED_GROUP, key,
-                                                   &n, NULL);
+  g_auto (GStrv) old = g_key_file_get_string_list (kf, FAILED_GROUP, key, &n,
+                                                   NULL);
   g_autoptr (GPtrArray) all = g_ptr_array_new ();
 
   for (gsize i = 0; i < n; i++)

@@ -34,19 +34,19 @@ typedef struct RmQueue RmQueue;
 
 typedef struct {
   char *id;
-  char *sender;          /* "" for the null sender */
-  GPtrArray *rcpts;      /* recipients still to deliver (char *) */
+  char *sender;     /* "" for the null sender */
+  GPtrArray *rcpts; /* recipients still to deliver (char *) */
   RmBodyType body;
-  gint64 created;        /* seconds since the epoch */
+  gint64 created; /* seconds since the epoch */
   guint attempts;
-  gint64 last_attempt;   /* seconds since the epoch, 0 if never */
-  gint64 next_attempt;   /* not before this (seconds); 0: at once */
-  gint64 waiting_since;  /* waiting for a server's allowance since; 0 */
-  gint64 waited;         /* seconds spent waiting for allowances before:
+  gint64 last_attempt;  /* seconds since the epoch, 0 if never */
+  gint64 next_attempt;  /* not before this (seconds); 0: at once */
+  gint64 waiting_since; /* waiting for a server's allowance since; 0 */
+  gint64 waited;        /* seconds spent waiting for allowances before:
                           * not failing, so not counted for expiry */
-  gboolean dkim;         /* the message carries a DKIM-Signature */
-  char *from_domain;     /* the domain of its From address, or NULL */
-  char *last_error;      /* NULL if none */
+  gboolean dkim;        /* the message carries a DKIM-Signature */
+  char *from_domain;    /* the domain of its From address, or NULL */
+  char *last_error;     /* NULL if none */
 } RmEntry;
 
 RmEntry *rm_entry_new (void);

@@ -94,8 +94,8 @@ run_until_idle (RmContext *ctx, int lock_fd)
         }
       if (stats.attempted > 0)
         {
-          rm_log_info ("queue run: sent=%u deferred=%u failed=%u",
-                       stats.sent, stats.deferred, stats.failed);
+          rm_log_info ("queue run: sent=%u deferred=%u failed=%u", stats.sent,
+                       stats.deferred, stats.failed);
           continue;
         }
       /* Idle: let go, then make sure nothing arrived meanwhile. */

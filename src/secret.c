@@ -75,9 +75,8 @@ run_command (const RmServerConf *server, GError **error)
   char *secret;
   int status = 0;
 
-  if (!g_spawn_sync (NULL, (char **) argv, NULL,
-                     G_SPAWN_STDIN_FROM_DEV_NULL, NULL, NULL, &out, &err,
-                     &status, &local)
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDIN_FROM_DEV_NULL,
+                     NULL, NULL, &out, &err, &status, &local)
       || !g_spawn_check_wait_status (status, &local))
     {
       g_set_error (error, RM_ERROR, RM_ERROR_CONFIG,

@@ -38,7 +38,7 @@ typedef struct {
   FILE *in;
   FILE *out;
   gboolean greeted;
-  char *sender;          /* NULL: no MAIL yet */
+  char *sender; /* NULL: no MAIL yet */
   GPtrArray *rcpts;
   RmBodyArg body;
 } Session;
@@ -131,12 +131,21 @@ do_mail (Session *s, const char *arg)
   g_auto (GStrv) words = NULL;
 
   if (s->sender != NULL)
-    { reply (s, "503 5.5.1 MAIL already given"); return; }
+    {
+      reply (s, "503 5.5.1 MAIL already given");
+      return;
+    }
   if (path == NULL)
-    { reply (s, "501 5.5.4 syntax: MAIL FROM:<address>"); return; }
+    {
+      reply (s, "501 5.5.4 syntax: MAIL FROM:<address>");
+      return;
+    }
   sender = rm_address_parse_sender (path, &error);
   if (sender == NULL || !rm_address_is_ascii (sender))
-    { reply (s, "553 5.1.7 invalid sender address"); return; }
+    {
+      reply (s, "553 5.1.7 invalid sender address");
+      return;
+    }
   words = g_strsplit (params, " ", -1);
   for (gsize i = 0; words[i] != NULL; i++)
     {
@@ -147,10 +156,16 @@ do_mail (Session *s, const char *arg)
       else if (g_ascii_strncasecmp (words[i], "SIZE=", 5) == 0)
         {
           if (g_ascii_strtoull (words[i] + 5, NULL, 10) > SIZE_LIMIT)
-            { reply (s, "552 5.3.4 message too big"); return; }
+            {
+              reply (s, "552 5.3.4 message too big");
+              return;
+            }
         }
       else if (*words[i] != '\0')
-        { reply (s, "555 5.5.4 unsupported MAIL parameter"); return; }
+        {
+          reply (s, "555 5.5.4 unsupported MAIL parameter");
+          return;
+        }
     }
   s->sender = g_steal_pointer (&sender);
   reply (s, "250 2.1.0 ok");
@@ -165,16 +180,31 @@ do_rcpt (Session *s, const char *arg)
   g_autofree char *rcpt = NULL;
 
   if (s->sender == NULL)
-    { reply (s, "503 5.5.1 MAIL first"); return; }
+    {
+      reply (s, "503 5.5.1 MAIL first");
+      return;
+    }
   if (path == NULL || *params != '\0')
-    { reply (s, "501 5.5.4 syntax: RCPT TO:<address>"); return; }
+    {
+      reply (s, "501 5.5.4 syntax: RCPT TO:<address>");
+      return;
+    }
   rcpt = rm_address_parse_arg (path, &error);
   if (rcpt == NULL)
-    { reply (s, "553 5.1.3 invalid recipient address"); return; }
+    {
+      reply (s, "553 5.1.3 invalid recipient address");
+      return;
+    }
   if (!rm_address_is_ascii (rcpt))
-    { reply (s, "553 5.6.7 UTF-8 addresses are not supported"); return; }
+    {
+      reply (s, "553 5.6.7 UTF-8 addresses are not supported");
+      return;
+    }
   if (s->rcpts->len >= 1000)
-    { reply (s, "452 4.5.3 too many recipients"); return; }
+    {
+      reply (s, "452 4.5.3 too many recipients");
+      return;
+    }
   g_ptr_array_add (s->rcpts, g_steal_pointer (&rcpt));
   reply (s, "250 2.1.5 ok");
 }
@@ -241,18 +271,27 @@ static void
 do_data (Session *s)
 {
   g_autofree char *answer = NULL;
-  g_autofree char *tmp = g_build_filename (rm_queue_dir (s->ctx->queue), "tmp",
-                                           NULL);
+  g_autofree char *tmp = g_build_filename (rm_queue_dir (s->ctx->queue),
+                                           "tmp", NULL);
   gboolean too_big;
   int fd;
 
   if (s->sender == NULL)
-    { reply (s, "503 5.5.1 MAIL first"); return; }
+    {
+      reply (s, "503 5.5.1 MAIL first");
+      return;
+    }
   if (s->rcpts->len == 0)
-    { reply (s, "554 5.5.1 no valid recipients"); return; }
+    {
+      reply (s, "554 5.5.1 no valid recipients");
+      return;
+    }
   fd = open (tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0)
-    { reply (s, "451 4.3.0 cannot create a temporary file"); return; }
+    {
+      reply (s, "451 4.3.0 cannot create a temporary file");
+      return;
+    }
   reply (s, "354 end data with <CR><LF>.<CR><LF>");
   if (!copy_data (s, fd, &too_big))
     {
@@ -310,13 +349,13 @@ rm_smtpd_run (RmContext *ctx, const RmOptions *opts, GError **error)
 {
   g_autoptr (GString) line = g_string_new (NULL);
   g_autofree char *greeting = NULL;
-  Session s = { ctx, opts, stdin, stdout, FALSE, NULL, NULL,
-                RM_BODY_DEFAULT };
+  Session s = {
+    ctx, opts, stdin, stdout, FALSE, NULL, NULL, RM_BODY_DEFAULT
+  };
   gboolean bad;
 
   s.rcpts = g_ptr_array_new_with_free_func (g_free);
-  greeting = g_strdup_printf ("220 %s ESMTP rampmail",
-                              ctx->config->hostname);
+  greeting = g_strdup_printf ("220 %s ESMTP rampmail", ctx->config->hostname);
   reply (&s, greeting);
   while (read_line (&s, line, LINE_MAX_COMMAND, &bad))
     {

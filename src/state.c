@@ -47,8 +47,8 @@ rm_state_open (const char *state_dir, GError **error)
 
   if (g_mkdir_with_parents (state_dir, 0770) < 0)
     {
-      rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT,
-                          "state folder %s", state_dir);
+      rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT, "state folder %s",
+                          state_dir);
       return NULL;
     }
   /* Create it group-writable: a setgid rampmail shares it with its group,
@@ -134,8 +134,7 @@ read_count (RmState *state, const char *day, const char *server)
 }
 
 static gboolean
-add_pick (RmState *state, const char *day, const char *server,
-          GError **error)
+add_pick (RmState *state, const char *day, const char *server, GError **error)
 {
   sqlite3_stmt *stmt = NULL;
   int rc;
@@ -242,9 +241,9 @@ rm_state_server_result (RmState *state, const char *server, gboolean ok,
     {
       if (!exec_sql (state, "BEGIN IMMEDIATE", error))
         return 0;
-      if (sqlite3_prepare_v2 (state->db,
-                              "SELECT failures FROM backoff WHERE server = ?1",
-                              -1, &stmt, NULL)
+      if (sqlite3_prepare_v2 (
+              state->db, "SELECT failures FROM backoff WHERE server = ?1", -1,
+              &stmt, NULL)
           == SQLITE_OK)
         {
           sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
@@ -254,17 +253,18 @@ rm_state_server_result (RmState *state, const char *server, gboolean ok,
         }
       failures++;
       delay = rm_state_retry_delay ((guint) failures, min, max);
-      if (sqlite3_prepare_v2 (state->db,
-                              "INSERT OR REPLACE INTO backoff"
-                              " (server, failures, until) VALUES (?1, ?2, ?3)",
-                              -1, &stmt, NULL)
+      if (sqlite3_prepare_v2 (
+              state->db,
+              "INSERT OR REPLACE INTO backoff"
+              " (server, failures, until) VALUES (?1, ?2, ?3)",
+              -1, &stmt, NULL)
           != SQLITE_OK)
         {
           sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
           {
-          db_fail (state, "prepare", error);
-          return 0;
-        }
+            db_fail (state, "prepare", error);
+            return 0;
+          }
         }
       sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
       sqlite3_bind_int64 (stmt, 2, failures);
@@ -390,7 +390,8 @@ reap_reservations (RmState *state)
   g_autoptr (GArray) dead = g_array_new (FALSE, FALSE, sizeof (gint64));
 
   if (sqlite3_prepare_v2 (state->db, "SELECT id, pid FROM reserved", -1,
-                          &stmt, NULL) != SQLITE_OK)
+                          &stmt, NULL)
+      != SQLITE_OK)
     return;
   while (sqlite3_step (stmt) == SQLITE_ROW)
     {
@@ -408,9 +409,10 @@ reap_reservations (RmState *state)
           state,
           "INSERT INTO sent (server, ts, day, rcpts)"
           " SELECT server, ts, day, rcpts FROM reserved"
-          " WHERE id = ?1 AND sending = 1", "i", id);
-      sqlite3_stmt *drop = prepare (state, "DELETE FROM reserved WHERE id = ?1",
-                                    "i", id);
+          " WHERE id = ?1 AND sending = 1",
+          "i", id);
+      sqlite3_stmt *drop = prepare (
+          state, "DELETE FROM reserved WHERE id = ?1", "i", id);
 
       if (move != NULL)
         sqlite3_step (move);
@@ -429,7 +431,8 @@ history (RmState *state, const char *server, const char *today)
   sqlite3_stmt *stmt = prepare (
       state,
       "SELECT day, SUM(rcpts) FROM sent WHERE server = ?1 AND day < ?2"
-      " GROUP BY day ORDER BY day", "ss", server, today);
+      " GROUP BY day ORDER BY day",
+      "ss", server, today);
 
   while (stmt != NULL && sqlite3_step (stmt) == SQLITE_ROW)
     {
@@ -464,7 +467,8 @@ used_since (RmState *state, const char *server, gint64 ts)
                     "SELECT IFNULL((SELECT SUM(rcpts) FROM sent"
                     " WHERE server = ?1 AND ts > ?2), 0)"
                     " + IFNULL((SELECT SUM(rcpts) FROM reserved"
-                    " WHERE server = ?1), 0)", "si", server, ts);
+                    " WHERE server = ?1), 0)",
+                    "si", server, ts);
 }
 
 /* The time of the oldest send or reservation of server after ts; 0 if
@@ -477,7 +481,8 @@ oldest_since (RmState *state, const char *server, gint64 ts)
                     " SELECT MIN(ts) AS t FROM sent"
                     " WHERE server = ?1 AND ts > ?2"
                     " UNION ALL SELECT MIN(ts) FROM reserved"
-                    " WHERE server = ?1)", "si", server, ts);
+                    " WHERE server = ?1)",
+                    "si", server, ts);
 }
 
 /* Narrows out->left to limit - used, noting when it frees up (frees 0:
@@ -514,7 +519,8 @@ rm_state_allowance (RmState *state, const RmQuotaSpec *spec, gint64 now,
                               "SELECT MAX(IFNULL((SELECT MAX(ts) FROM sent"
                               " WHERE server = ?1), 0),"
                               " IFNULL((SELECT MAX(ts) FROM reserved"
-                              " WHERE server = ?1), 0))", "s", server);
+                              " WHERE server = ?1), 0))",
+                              "s", server);
   if (spec->warmup != NULL)
     {
       g_autoptr (GArray) days = history (state, server, today);
@@ -528,7 +534,8 @@ rm_state_allowance (RmState *state, const RmQuotaSpec *spec, gint64 now,
           "SELECT IFNULL((SELECT SUM(rcpts) FROM sent"
           " WHERE server = ?1 AND day = ?2), 0)"
           " + IFNULL((SELECT SUM(rcpts) FROM reserved"
-          " WHERE server = ?1 AND day = ?2), 0)", "ss", server, today);
+          " WHERE server = ?1 AND day = ?2), 0)",
+          "ss", server, today);
       apply_limit (out, (gint64) out->allowance, (gint64) out->used,
                    next_midnight (now, tz), "today's allowance is used up");
       oldest = oldest_since (state, server, now - 86400);
@@ -538,11 +545,11 @@ rm_state_allowance (RmState *state, const RmQuotaSpec *spec, gint64 now,
       if (spec->hourly_share > 0)
         {
           oldest = oldest_since (state, server, now - 3600);
-          apply_limit (out,
-                       (gint64) ceil (spec->hourly_share
-                                      * (double) out->allowance),
-                       used_since (state, server, now - 3600),
-                       oldest + 3600, "its hourly share is used up");
+          apply_limit (
+              out,
+              (gint64) ceil (spec->hourly_share * (double) out->allowance),
+              used_since (state, server, now - 3600), oldest + 3600,
+              "its hourly share is used up");
         }
     }
   if (spec->min_gap > 0 && out->last_send + spec->min_gap > now)
@@ -556,8 +563,8 @@ rm_state_allowance (RmState *state, const RmQuotaSpec *spec, gint64 now,
 static gboolean
 pick_server (RmState *state, const RmQuotaSpec *specs, guint n_specs,
              const RmSelectorOps *selector, GRand *rnd, gint64 now,
-             GTimeZone *tz, guint *chosen, guint64 *left,
-             gint64 *next_window, GError **error)
+             GTimeZone *tz, guint *chosen, guint64 *left, gint64 *next_window,
+             GError **error)
 {
   g_autofree char *today = day_text (now, tz);
   g_autofree RmCandidate *cands = g_new0 (RmCandidate, n_specs);
@@ -627,9 +634,9 @@ rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
     *granted = MIN (*granted, specs[*chosen].max_rcpts);
   stmt = prepare (state,
                   "INSERT INTO reserved (server, ts, day, rcpts, pid)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5)", "sisii",
-                  specs[*chosen].server, now, today, (gint64) *granted,
-                  (gint64) getpid ());
+                  " VALUES (?1, ?2, ?3, ?4, ?5)",
+                  "sisii", specs[*chosen].server, now, today,
+                  (gint64) *granted, (gint64) getpid ());
   rc = stmt ? sqlite3_step (stmt) : SQLITE_ERROR;
   sqlite3_finalize (stmt);
   if (rc != SQLITE_DONE)
@@ -651,7 +658,8 @@ rm_state_mark_sending (RmState *state, gint64 reservation)
 {
   sqlite3_stmt *stmt = prepare (state,
                                 "UPDATE reserved SET sending = 1"
-                                " WHERE id = ?1", "i", reservation);
+                                " WHERE id = ?1",
+                                "i", reservation);
 
   if (stmt != NULL)
     sqlite3_step (stmt);
@@ -675,8 +683,8 @@ rm_state_settle (RmState *state, gint64 reservation, guint used, gint64 now,
       stmt = prepare (state,
                       "INSERT INTO sent (server, ts, day, rcpts)"
                       " SELECT server, ?2, ?3, ?4 FROM reserved"
-                      " WHERE id = ?1", "iisi", reservation, now, today,
-                      (gint64) used);
+                      " WHERE id = ?1",
+                      "iisi", reservation, now, today, (gint64) used);
       ok = stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
       sqlite3_finalize (stmt);
     }
@@ -700,8 +708,8 @@ rm_state_server_hold (RmState *state, const char *server, gint64 until,
   sqlite3_stmt *stmt = prepare (state,
                                 "INSERT OR REPLACE INTO backoff"
                                 " (server, failures, until, reason)"
-                                " VALUES (?1, 1, ?2, ?3)", "sis", server,
-                                until, reason);
+                                " VALUES (?1, 1, ?2, ?3)",
+                                "sis", server, until, reason);
   int rc = stmt ? sqlite3_step (stmt) : SQLITE_ERROR;
 
   sqlite3_finalize (stmt);
@@ -713,8 +721,10 @@ rm_state_server_hold (RmState *state, const char *server, gint64 until,
 char *
 rm_state_backoff_reason (RmState *state, const char *server)
 {
-  sqlite3_stmt *stmt = prepare (state, "SELECT reason FROM backoff"
-                                " WHERE server = ?1", "s", server);
+  sqlite3_stmt *stmt = prepare (state,
+                                "SELECT reason FROM backoff"
+                                " WHERE server = ?1",
+                                "s", server);
   char *reason = NULL;
 
   if (stmt != NULL && sqlite3_step (stmt) == SQLITE_ROW

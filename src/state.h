@@ -50,8 +50,8 @@ gint64 rm_state_backoff_until (RmState *state, const char *server);
  * its backoff; a failure backs it off for min * 2^(failures-1) seconds,
  * at most max. Returns the delay set (0 after a success). */
 gint64 rm_state_server_result (RmState *state, const char *server,
-                               gboolean ok, gint64 now, guint min,
-                               guint max, GError **error);
+                               gboolean ok, gint64 now, guint min, guint max,
+                               GError **error);
 
 /* Holds server back until until, for reason (shown by --status): a
  * rejected login, a provider's daily limit. */
@@ -77,21 +77,21 @@ typedef struct {
   const char *server;
   const RmWarmupOps *warmup;
   RmRampParams params;
-  guint min_gap;           /* seconds between messages; 0: off */
-  double hourly_share;     /* 0: off */
-  guint max_rcpts;         /* per message; 0: no limit */
+  guint min_gap;       /* seconds between messages; 0: off */
+  double hourly_share; /* 0: off */
+  guint max_rcpts;     /* per message; 0: no limit */
 } RmQuotaSpec;
 
 /* What a server may send now. */
 typedef struct {
-  gboolean limited;        /* FALSE: no warmup, no pacing */
+  gboolean limited; /* FALSE: no warmup, no pacing */
   guint ramp_day;
-  guint64 allowance;       /* today's */
-  guint64 used;            /* today's, sent and reserved */
-  guint64 left;            /* may send now; 0: must wait */
-  gint64 last_send;        /* 0: never */
-  gint64 next_window;      /* with left == 0: when it may send again */
-  const char *reason;      /* with left == 0: why it waits */
+  guint64 allowance;  /* today's */
+  guint64 used;       /* today's, sent and reserved */
+  guint64 left;       /* may send now; 0: must wait */
+  gint64 last_send;   /* 0: never */
+  gint64 next_window; /* with left == 0: when it may send again */
+  const char *reason; /* with left == 0: why it waits */
 } RmAllowance;
 
 /* The allowance of spec's server at now (day boundaries in tz). */
@@ -106,10 +106,9 @@ gboolean rm_state_allowance (RmState *state, const RmQuotaSpec *spec,
  * *next_window, if not NULL, says when the first may send again). */
 gboolean rm_state_reserve (RmState *state, const RmQuotaSpec *specs,
                            guint n_specs, const RmSelectorOps *selector,
-                           GRand *rnd, gint64 now, GTimeZone *tz,
-                           guint want, guint *chosen, guint *granted,
-                           gint64 *reservation, gint64 *next_window,
-                           GError **error);
+                           GRand *rnd, gint64 now, GTimeZone *tz, guint want,
+                           guint *chosen, guint *granted, gint64 *reservation,
+                           gint64 *next_window, GError **error);
 
 /* Marks a reservation as being sent: from now on a crash counts it as
  * used. */

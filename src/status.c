@@ -121,8 +121,8 @@ projection (RmContext *ctx, guint64 waiting, gint64 now)
 
           sent += k == 0 ? today[i].left
                          : specs[i].warmup->allowance (
-                               &specs[i].params, (RmSendDay *) hist->data,
-                               hist->len, day.day, &ramp);
+                             &specs[i].params, (RmSendDay *) hist->data,
+                             hist->len, day.day, &ramp);
           g_array_append_val (hist, day);
         }
       if (sent >= waiting)

@@ -27,7 +27,7 @@ typedef struct {
   RmAliases *aliases;
   char *login;
   char *sender;
-  GPtrArray *rcpts;      /* final envelope recipients */
+  GPtrArray *rcpts; /* final envelope recipients */
   char *id;
   int fd;
 } Submission;
@@ -179,7 +179,8 @@ check_ascii_envelope (const Submission *sub, GError **error)
     return TRUE;
   g_set_error (error, RM_ERROR, RM_ERROR_DATA,
                "address %s needs SMTPUTF8, which rampmail cannot send "
-               "yet; nothing was queued", bad);
+               "yet; nothing was queued",
+               bad);
   return FALSE;
 }
 
@@ -200,7 +201,8 @@ spool_message (Submission *sub, RmIntakeResult *in, GError **error)
     return FALSE;
   msgid = g_strdup_printf ("<%s.%s@%s>", stamp, sub->id, config->hostname);
   received = g_strdup_printf ("by %s (rampmail, from user %s, uid %u)%s\r\n"
-                              "\tid %s; %s", config->hostname, sub->login,
+                              "\tid %s; %s",
+                              config->hostname, sub->login,
                               (unsigned) getuid (), sub->source->with,
                               sub->id, date);
   params.ignore_dots = sub->opts->ignore_dots;
@@ -264,8 +266,9 @@ commit (Submission *sub, const RmIntakeResult *in, GError **error)
   if (!rm_queue_commit (sub->ctx->queue, entry, sub->fd, error))
     return FALSE;
   rm_log_info ("%s: queued from=<%s> size=%" G_GINT64_FORMAT
-               " nrcpt=%u user=%s uid=%u", sub->id, from, in->size,
-               sub->rcpts->len, sub->login, (unsigned) getuid ());
+               " nrcpt=%u user=%s uid=%u",
+               sub->id, from, in->size, sub->rcpts->len, sub->login,
+               (unsigned) getuid ());
   if (in->nul_removed > 0)
     rm_log_warn ("%s: %u NUL octets removed from the message", sub->id,
                  in->nul_removed);

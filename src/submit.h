@@ -24,10 +24,10 @@
 
 /* Where a message comes from. */
 typedef struct {
-  int fd;                 /* the message, read to its end or a lone dot */
-  const char *with;       /* added to the Received field: "" or
+  int fd;               /* the message, read to its end or a lone dot */
+  const char *with;     /* added to the Received field: "" or
                            * " with ESMTP" */
-  gboolean kick_runner;   /* start the queue runner in background mode */
+  gboolean kick_runner; /* start the queue runner in background mode */
 } RmSubmitSource;
 
 /* Submits the message on standard input. Returns a sysexits code, or -1

@@ -109,7 +109,7 @@ assert_safe_mailbox (const char *m)
 
 typedef struct {
   const char *input;
-  const char *expect;    /* mailboxes joined with '|'; "" for none */
+  const char *expect; /* mailboxes joined with '|'; "" for none */
 } ListCase;
 
 static const ListCase list_ok[] = {
@@ -194,7 +194,8 @@ static const ListCase list_ok[] = {
     "\xe7\x94\xa8\xe6\x88\xb7@example.org",
     "j\xc3\xbcrgen@example.net|\xe7\x94\xa8\xe6\x88\xb7@example.org" },
   { "user@b\xc3\xbc\x63her.example", "user@b\xc3\xbc\x63her.example" },
-  { "\"\xc3\xa9t\xc3\xa9 x\"@example.org", "\"\xc3\xa9t\xc3\xa9 x\"@example.org" },
+  { "\"\xc3\xa9t\xc3\xa9 x\"@example.org",
+    "\"\xc3\xa9t\xc3\xa9 x\"@example.org" },
   /* atext in local parts */
   { "a+tag@example.com, o'brien@example.com, {x}|y~z@example.com",
     "a+tag@example.com|o'brien@example.com|{x}|y~z@example.com" },
@@ -212,15 +213,15 @@ test_list_ok (void)
       g_autofree char *got = parse_list_joined (list_ok[i].input, &message);
 
       if (got == NULL)
-        g_error ("list %zu \"%s\": unexpected error: %s", i,
-                 list_ok[i].input, message);
+        g_error ("list %zu \"%s\": unexpected error: %s", i, list_ok[i].input,
+                 message);
       g_assert_cmpstr (got, ==, list_ok[i].expect);
     }
 }
 
 typedef struct {
   const char *input;
-  const char *message;   /* must occur in the error message */
+  const char *message; /* must occur in the error message */
 } ErrorCase;
 
 static const ErrorCase list_errors[] = {
@@ -235,7 +236,8 @@ static const ErrorCase list_errors[] = {
   { "good@example.com>\r\nRCPT TO:<evil@example.net>\r\nX-INJECTED",
     "unbalanced '>'" },
   { "a@example.com\r\nRCPT TO:<evil@example.net>", "line break" },
-  { "a@example.com\nb@example.com", "line break not followed by white space" },
+  { "a@example.com\nb@example.com",
+    "line break not followed by white space" },
   { "a@example.com\rb@example.com", "line break" },
   { "a@example.com\r\n\r\n", "line break" },
   { "a@exa\x01mple.com", "control character" },
@@ -290,7 +292,9 @@ static const ErrorCase list_errors[] = {
   { "a@\xff.example.com", "invalid utf-8" },
   { "\xc3@example.com", "invalid utf-8" },
   { "a@example.com\xe2\x80\xa8x", "non-ASCII white space" },
-  { "a\xc2\xa0" "b@example.com", "non-ASCII white space" },
+  { "a\xc2\xa0"
+    "b@example.com",
+    "non-ASCII white space" },
   { "a\xc2\x85@example.com", "non-ASCII white space" },
   { "<@relay.example.net a@example.com>", "white space in domain" },
   { "<@relay.example.net;a@example.com>", "bad route" },
@@ -392,7 +396,10 @@ test_list_many (void)
 
   for (i = 0; i < 500; i++)
     g_string_append_printf (s, "%suser%03d@example.org",
-                            i == 0 ? "" : i % 7 == 0 ? ",\r\n " : ", ", i);
+                            i == 0       ? ""
+                            : i % 7 == 0 ? ",\r\n "
+                                         : ", ",
+                            i);
   g_assert_true (rm_address_parse_list (s->str, out, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (out->len, ==, 500);
@@ -419,7 +426,8 @@ static const ArgCase arg_ok[] = {
   { "OPS-Team@example.org", "OPS-Team@example.org" },
   { "\"john smith\"@example.org", "\"john smith\"@example.org" },
   { "j\xc3\xbcrgen@example.net", "j\xc3\xbcrgen@example.net" },
-  { "\xe7\x94\xa8\xe6\x88\xb7@example.org", "\xe7\x94\xa8\xe6\x88\xb7@example.org" },
+  { "\xe7\x94\xa8\xe6\x88\xb7@example.org",
+    "\xe7\x94\xa8\xe6\x88\xb7@example.org" },
   { "a@[192.0.2.1]", "a@[192.0.2.1]" },
   { "<@relay.example:a@example.com>", "a@example.com" },
 };
@@ -569,18 +577,18 @@ test_arg_list (void)
   g_assert_nonnull (strstr (error->message, "no address"));
   g_clear_error (&error);
 
-  g_assert_false (rm_address_parse_arg_list ("a@example.com,\r\nb@x", out,
-                                             &error));
+  g_assert_false (
+      rm_address_parse_arg_list ("a@example.com,\r\nb@x", out, &error));
   g_assert_error (error, RM_ERROR, RM_ERROR_DATA);
   g_clear_error (&error);
 
-  g_assert_false (rm_address_parse_arg_list ("G: a@example.com;", out,
-                                             &error));
+  g_assert_false (
+      rm_address_parse_arg_list ("G: a@example.com;", out, &error));
   g_assert_error (error, RM_ERROR, RM_ERROR_DATA);
   g_clear_error (&error);
 
-  g_assert_false (rm_address_parse_arg_list ("a@example.com, <b", out,
-                                             &error));
+  g_assert_false (
+      rm_address_parse_arg_list ("a@example.com, <b", out, &error));
   g_assert_error (error, RM_ERROR, RM_ERROR_DATA);
 }
 
@@ -598,15 +606,15 @@ test_equal (void)
   g_assert_true (rm_address_equal ("root", "root"));
   g_assert_false (rm_address_equal ("root", "Root"));
   g_assert_false (rm_address_equal ("ab@c.d", "a@bc.d"));
-  g_assert_true (rm_address_equal ("\"a@b\"@Example.com",
-                                   "\"a@b\"@example.COM"));
-  g_assert_false (rm_address_equal ("\"a@b\"@example.com",
-                                    "\"a@B\"@example.com"));
+  g_assert_true (
+      rm_address_equal ("\"a@b\"@Example.com", "\"a@b\"@example.COM"));
+  g_assert_false (
+      rm_address_equal ("\"a@b\"@example.com", "\"a@B\"@example.com"));
   g_assert_true (rm_address_equal ("a@[192.0.2.1]", "a@[192.0.2.1]"));
   g_assert_true (rm_address_equal ("a@[IPv6:::1]", "a@[ipv6:::1]"));
   /* non-ASCII is compared exactly */
-  g_assert_false (rm_address_equal ("a@\xc3\xa9.example",
-                                    "a@\xc3\x89.example"));
+  g_assert_false (
+      rm_address_equal ("a@\xc3\xa9.example", "a@\xc3\x89.example"));
   g_assert_true (rm_address_equal ("", ""));
 }
 
@@ -718,11 +726,15 @@ static void
 test_random (void)
 {
   static const char *const pieces[] = {
-    "a", "b", "Z", "0", "-", ".", "..", "@", "<", ">", "\"", "\\", "(", ")",
-    ",", ";", ":", "[", "]", " ", "\t", "\r", "\n", "\r\n ", "\n\t", "\x01",
-    "\x7f", "\xc3\xbc", "\xff", "\xc3", "example.com", "192.0.2.1",
-    "IPv6:", "::1", "=?utf-8?q?x?=", "user", "\"q s\"", "(c)", "<a@b.c>",
-    "g:", "_", "+", "'",
+    "a",           "b",         "Z",        "0",       "-",
+    ".",           "..",        "@",        "<",       ">",
+    "\"",          "\\",        "(",        ")",       ",",
+    ";",           ":",         "[",        "]",       " ",
+    "\t",          "\r",        "\n",       "\r\n ",   "\n\t",
+    "\x01",        "\x7f",      "\xc3\xbc", "\xff",    "\xc3",
+    "example.com", "192.0.2.1", "IPv6:",    "::1",     "=?utf-8?q?x?=",
+    "user",        "\"q s\"",   "(c)",      "<a@b.c>", "g:",
+    "_",           "+",         "'",
   };
   int n = g_test_slow () ? 200000 : 20000;
   int i;
@@ -734,8 +746,8 @@ test_random (void)
       int j;
 
       for (j = 0; j < len; j++)
-        g_string_append (s, pieces[g_test_rand_int_range (
-                                0, G_N_ELEMENTS (pieces))]);
+        g_string_append (
+            s, pieces[g_test_rand_int_range (0, G_N_ELEMENTS (pieces))]);
       check_all_safe (s->str);
     }
 }
@@ -787,10 +799,12 @@ resolve (const RmAliases *aliases, const char *domain, const char *mailbox)
 }
 
 #define assert_resolves(aliases, domain, mailbox, expect)                    \
-  G_STMT_START {                                                             \
+  G_STMT_START                                                               \
+  {                                                                          \
     g_autofree char *got_ = resolve ((aliases), (domain), (mailbox));        \
     g_assert_cmpstr (got_, ==, (expect));                                    \
-  } G_STMT_END
+  }                                                                          \
+  G_STMT_END
 
 static void
 test_aliases_load (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
@@ -842,9 +856,8 @@ test_aliases_default (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
   g_autoptr (GError) error = NULL;
   g_autoptr (RmAliases) aliases = NULL;
 
-  write_file (fx->path,
-              "default: catchall@example.com\n"
-              "root: admin\n");
+  write_file (fx->path, "default: catchall@example.com\n"
+                        "root: admin\n");
   aliases = rm_aliases_load (fx->path, &error);
   g_assert_no_error (error);
 
@@ -909,7 +922,8 @@ test_aliases_bad (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
   } cases[] = {
     { "root: admin@example.com\nthis line has no colon\n",
       ":2: expected \"name: address, ...\"" },
-    { "# c\n\nroot: <admin@example.com\n", ":3: alias \"root\": invalid "
+    { "# c\n\nroot: <admin@example.com\n",
+      ":3: alias \"root\": invalid "
       "address \"<admin@example.com\": unbalanced '<'" },
     { "root:\n", ":1: alias \"root\": no address" },
     { "root: undisclosed-recipients:;\n", ":1: alias \"root\": no address" },

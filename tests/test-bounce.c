@@ -14,12 +14,12 @@
 #include "queue.h"
 
 #define ORIGINAL_ID "000600000000000012ABCD"
-#define ORIGINAL \
-  "From: Alice <alice@example.org>\r\n" \
-  "To: bob@example.net\r\n" \
-  "Subject: hello\r\n" \
-  "Message-ID: <m1@example.org>\r\n" \
-  "\r\n" \
+#define ORIGINAL                                                             \
+  "From: Alice <alice@example.org>\r\n"                                      \
+  "To: bob@example.net\r\n"                                                  \
+  "Subject: hello\r\n"                                                       \
+  "Message-ID: <m1@example.org>\r\n"                                         \
+  "\r\n"                                                                     \
   "Body line that must not be returned.\r\n"
 
 typedef struct {
@@ -162,7 +162,7 @@ assert_wire_form (const char *text)
 }
 
 typedef struct {
-  char *parts[3];  /* each part as written: its header, a blank line and
+  char *parts[3]; /* each part as written: its header, a blank line and
                     * its content */
   char *subject;
 } Parsed;
@@ -203,8 +203,8 @@ parse_bounce (Fixture *f, const char *id, Parsed *out)
   g_assert_true (GMIME_IS_MULTIPART (body));
   ct = g_mime_object_get_content_type (body);
   g_assert_true (g_mime_content_type_is_type (ct, "multipart", "report"));
-  g_assert_cmpstr (g_mime_content_type_get_parameter (ct, "report-type"),
-                   ==, "delivery-status");
+  g_assert_cmpstr (g_mime_content_type_get_parameter (ct, "report-type"), ==,
+                   "delivery-status");
   g_assert_cmpint (g_mime_multipart_get_count (GMIME_MULTIPART (body)), ==,
                    3);
   for (int i = 0; i < 3; i++)
@@ -213,8 +213,8 @@ parse_bounce (Fixture *f, const char *id, Parsed *out)
                                                      i);
 
       ct = g_mime_object_get_content_type (part);
-      g_assert_true (g_mime_content_type_is_type (ct, types[i][0],
-                                                  types[i][1]));
+      g_assert_true (
+          g_mime_content_type_is_type (ct, types[i][0], types[i][1]));
       out->parts[i] = g_mime_object_to_string (part, crlf);
     }
   out->subject = g_strdup (g_mime_message_get_subject (msg));
@@ -225,8 +225,8 @@ parse_bounce (Fixture *f, const char *id, Parsed *out)
 }
 
 static const RmBounceRcpt refused[] = {
-  { "bob@example.net", "550 5.1.1 <bob@example.net>: no such user",
-    "primary", "mx1.example.net" },
+  { "bob@example.net", "550 5.1.1 <bob@example.net>: no such user", "primary",
+    "mx1.example.net" },
   { "dave@example.net", "554 relay access denied", NULL, NULL },
 };
 
@@ -265,7 +265,7 @@ test_content (Fixture *f, gconstpointer data)
   text = bounce_text (f, id);
   assert_wire_form (text);
   g_assert_true (g_str_has_prefix (text, "From: Mail Delivery System "
-                                        "<MAILER-DAEMON@example.org>\r\n"));
+                                         "<MAILER-DAEMON@example.org>\r\n"));
   g_assert_nonnull (strstr (text, "\r\nTo: <alice@example.org>\r\n"));
   g_assert_nonnull (strstr (text, "\r\nMessage-ID: <" ORIGINAL_ID
                                   "-B1@relay.example.org>\r\n"));
@@ -286,8 +286,8 @@ test_content (Fixture *f, gconstpointer data)
 
   g_assert_nonnull (strstr (p.parts[1], "Reporting-MTA: dns; "
                                         "relay.example.org\r\n"));
-  g_assert_nonnull (strstr (p.parts[1], "X-Rampmail-Queue-ID: "
-                                        ORIGINAL_ID "\r\n"));
+  g_assert_nonnull (
+      strstr (p.parts[1], "X-Rampmail-Queue-ID: " ORIGINAL_ID "\r\n"));
   g_assert_nonnull (strstr (p.parts[1], "Arrival-Date: "));
   g_assert_nonnull (strstr (p.parts[1], "Final-Recipient: rfc822; "
                                         "bob@example.net\r\n"
@@ -367,11 +367,12 @@ test_expired (Fixture *f, gconstpointer data)
   assert_wire_form (text);
   parse_bounce (f, id, &p);
   g_assert_true (strstr (p.subject, "expired") != NULL);
-  g_assert_nonnull (strstr (p.parts[1], "bob@example.net\r\nAction: failed\r\n"
-                                        "Status: 4.4.7\r\n"
-                                        "Remote-MTA: dns; mx2.example.net\r\n"
-                                        "Diagnostic-Code: smtp; 451 4.3.0 "
-                                        "try again later\r\n"));
+  g_assert_nonnull (strstr (p.parts[1],
+                            "bob@example.net\r\nAction: failed\r\n"
+                            "Status: 4.4.7\r\n"
+                            "Remote-MTA: dns; mx2.example.net\r\n"
+                            "Diagnostic-Code: smtp; 451 4.3.0 "
+                            "try again later\r\n"));
   g_assert_nonnull (strstr (p.parts[1], "carol@example.net\r\n"
                                         "Action: failed\r\n"
                                         "Status: 4.4.7\r\n"
@@ -441,8 +442,8 @@ long_reply (gsize len, gboolean spaces)
   GString *s = g_string_new ("550 5.2.2 ");
 
   while (s->len < len)
-    g_string_append_c (s, spaces && s->len % 7 == 0 ? ' '
-                                                    : 'a' + s->len % 26);
+    g_string_append_c (s,
+                       spaces && s->len % 7 == 0 ? ' ' : 'a' + s->len % 26);
   return g_string_free (s, FALSE);
 }
 
@@ -528,7 +529,7 @@ test_unreadable (Fixture *f, gconstpointer data)
   g_assert_false (rm_queue_exists (f->queue, ORIGINAL_ID "-B1"));
 }
 
-#define ADD(path, fn) \
+#define ADD(path, fn)                                                        \
   g_test_add (path, Fixture, NULL, fixture_set_up, fn, fixture_tear_down)
 
 int

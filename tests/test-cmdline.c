@@ -22,8 +22,8 @@ parse_as (const char *argv0, const char *const *args, RmOptions *opts,
                            error);
 }
 
-#define ARGS(...) ((const char *const[]) { __VA_ARGS__, NULL })
-#define NO_ARGS ((const char *const[]) { NULL })
+#define ARGS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+#define NO_ARGS ((const char *const[]){ NULL })
 
 static void
 parse_ok (const char *const *args, RmOptions *opts)
@@ -79,16 +79,23 @@ static const struct {
 } case_lines[] = {
   { "001", ARGS ("-t", "-i"), TRUE },
   { "002", ARGS ("-t", "-i", "-fbounces@example.com"), TRUE },
-  { "004", ARGS ("-f", "dev@example.com", "-i", "maintainer@example.org",
-                 "patches@lists.example.net", "reviewer@example.com"), TRUE },
-  { "005", ARGS ("-i", "-f", "dev@example.com", "--",
-                 "maintainer@example.org"), TRUE },
-  { "006", ARGS ("-oem", "-oi", "--", "friend@example.net",
-                 "secret-archive@example.org"), TRUE },
-  { "007", ARGS ("-FCronDaemon", "-i", "-B8BITMIME", "-oem",
-                 "ops@example.com"), TRUE },
-  { "008", ARGS ("-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f",
-                 "<>"), TRUE },
+  { "004",
+    ARGS ("-f", "dev@example.com", "-i", "maintainer@example.org",
+          "patches@lists.example.net", "reviewer@example.com"),
+    TRUE },
+  { "005",
+    ARGS ("-i", "-f", "dev@example.com", "--", "maintainer@example.org"),
+    TRUE },
+  { "006",
+    ARGS ("-oem", "-oi", "--", "friend@example.net",
+          "secret-archive@example.org"),
+    TRUE },
+  { "007",
+    ARGS ("-FCronDaemon", "-i", "-B8BITMIME", "-oem", "ops@example.com"),
+    TRUE },
+  { "008",
+    ARGS ("-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "<>"),
+    TRUE },
   { "009", ARGS ("storage-admin@example.com"), TRUE },
   { "010", ARGS ("-t"), TRUE },
   { "012", ARGS ("-i", "-t"), TRUE },
@@ -96,25 +103,32 @@ static const struct {
   { "014", ARGS ("-f", "billing@example.com", "client@example.org"), TRUE },
   { "015", ARGS ("-r", "alerts@example.net", "-i", "oncall@example.com"),
     TRUE },
-  { "016", ARGS ("-F", "Backup Robot", "-f", "backup@example.com",
-                 "admin@example.org"), TRUE },
+  { "016",
+    ARGS ("-F", "Backup Robot", "-f", "backup@example.com",
+          "admin@example.org"),
+    TRUE },
   { "018", ARGS ("-t", "-i", "archive@example.com"), TRUE },
   { "022", ARGS ("-t", "-i", "ops@example.com", "ops@example.com"), TRUE },
   { "023", ARGS ("-i", "Jane.Doe@example.com", "OPS-Team@example.org"),
     TRUE },
-  { "024", ARGS ("-i", "-f", "helpdesk@example.com",
-                 "customer@example.net"), TRUE },
+  { "024", ARGS ("-i", "-f", "helpdesk@example.com", "customer@example.net"),
+    TRUE },
   { "027", ARGS ("reader@example.org"), TRUE },
   { "028", ARGS ("-oi", "-t"), TRUE },
-  { "033", ARGS ("-i", "j\xc3\xbcrgen@example.net",
-                 "\xe7\x94\xa8\xe6\x88\xb7@example.org"), TRUE },
+  { "033",
+    ARGS ("-i", "j\xc3\xbcrgen@example.net",
+          "\xe7\x94\xa8\xe6\x88\xb7@example.org"),
+    TRUE },
   { "041", NO_ARGS, TRUE },
   { "043", ARGS ("-i", "bob@example.org", "<alice@example.com"), TRUE },
   { "044", ARGS ("-Y", "-i", "admin@example.org"), FALSE },
-  { "045", ARGS ("-i", "good@example.com>\r\nRCPT TO:<evil@example.net>"
-                       "\r\nX-INJECTED"), TRUE },
-  { "048", ARGS ("-FCronDaemon", "-i", "-B8BITMIME", "-oem",
-                 "ops@example.com"), TRUE },
+  { "045",
+    ARGS ("-i", "good@example.com>\r\nRCPT TO:<evil@example.net>"
+                "\r\nX-INJECTED"),
+    TRUE },
+  { "048",
+    ARGS ("-FCronDaemon", "-i", "-B8BITMIME", "-oem", "ops@example.com"),
+    TRUE },
 };
 
 static void
@@ -173,8 +187,9 @@ test_case_git (void)
                                   "reviewer@example.com"));
   rm_options_clear (&opts);
 
-  parse_ok (ARGS ("-i", "-f", "dev@example.com", "--",
-                  "maintainer@example.org"), &opts);
+  parse_ok (
+      ARGS ("-i", "-f", "dev@example.com", "--", "maintainer@example.org"),
+      &opts);
   assert_recipients (&opts, ARGS ("maintainer@example.org"));
   rm_options_clear (&opts);
 }
@@ -185,10 +200,11 @@ test_case_mutt (void)
   RmOptions opts;
 
   parse_ok (ARGS ("-oem", "-oi", "--", "friend@example.net",
-                  "secret-archive@example.org"), &opts);
+                  "secret-archive@example.org"),
+            &opts);
   g_assert_true (opts.ignore_dots);
-  assert_recipients (&opts, ARGS ("friend@example.net",
-                                  "secret-archive@example.org"));
+  assert_recipients (
+      &opts, ARGS ("friend@example.net", "secret-archive@example.org"));
   assert_ignored (&opts, ARGS ("-oem"));
   rm_options_clear (&opts);
 }
@@ -198,8 +214,9 @@ test_case_cron (void)
 {
   RmOptions opts;
 
-  parse_ok (ARGS ("-FCronDaemon", "-i", "-B8BITMIME", "-oem",
-                  "ops@example.com"), &opts);
+  parse_ok (
+      ARGS ("-FCronDaemon", "-i", "-B8BITMIME", "-oem", "ops@example.com"),
+      &opts);
   g_assert_cmpstr (opts.full_name, ==, "CronDaemon");
   g_assert_true (opts.ignore_dots);
   g_assert_cmpint (opts.body, ==, RM_BODY_8BITMIME_ARG);
@@ -208,8 +225,9 @@ test_case_cron (void)
   rm_options_clear (&opts);
 
   /* cronie: "-f" and "<>" as two arguments. */
-  parse_ok (ARGS ("-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f",
-                  "<>"), &opts);
+  parse_ok (
+      ARGS ("-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "<>"),
+      &opts);
   g_assert_cmpstr (opts.sender, ==, "<>");
   g_assert_cmpint (opts.delivery, ==, RM_DELIVERY_INTERACTIVE);
   g_assert_true (opts.read_recipients);
@@ -237,7 +255,8 @@ test_case_misc (void)
   rm_options_clear (&opts);
 
   parse_ok (ARGS ("-F", "Backup Robot", "-f", "backup@example.com",
-                  "admin@example.org"), &opts);
+                  "admin@example.org"),
+            &opts);
   g_assert_cmpstr (opts.full_name, ==, "Backup Robot");
   g_assert_cmpstr (opts.sender, ==, "backup@example.com");
   assert_recipients (&opts, ARGS ("admin@example.org"));
@@ -307,9 +326,9 @@ test_values (void)
 {
   RmOptions opts;
 
-  parse_ok (ARGS ("-F", "Cron Daemon", "-B", "7bit", "-N",
-                  "delay, Failure", "-R", "FULL", "-V", "x1", "-C",
-                  "rel.conf", "-v", "a@b"), &opts);
+  parse_ok (ARGS ("-F", "Cron Daemon", "-B", "7bit", "-N", "delay, Failure",
+                  "-R", "FULL", "-V", "x1", "-C", "rel.conf", "-v", "a@b"),
+            &opts);
   g_assert_cmpstr (opts.full_name, ==, "Cron Daemon");
   g_assert_cmpint (opts.body, ==, RM_BODY_7BIT_ARG);
   g_assert_cmpstr (opts.notify, ==, "delay,failure");
@@ -470,13 +489,13 @@ test_interval (void)
     const char *text;
     guint seconds;
   } good[] = {
-    { "30m", 1800 }, { "90s", 90 },     { "1h", 3600 },
-    { "2h30m", 9000 }, { "15", 900 },   { "1d", 86400 },
-    { "1w", 604800 }, { "1H1M1S", 3661 }, { "1h30", 5400 },
+    { "30m", 1800 },   { "90s", 90 },      { "1h", 3600 },
+    { "2h30m", 9000 }, { "15", 900 },      { "1d", 86400 },
+    { "1w", 604800 },  { "1H1M1S", 3661 }, { "1h30", 5400 },
   };
   static const char *const bad[] = {
-    "", "m", "5x", "h1", "0", "0m", "30m ", "-5m", "99999999999s",
-    "4294967295m",
+    "",   "m",    "5x",  "h1",           "0",
+    "0m", "30m ", "-5m", "99999999999s", "4294967295m",
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (good); i++)
@@ -573,15 +592,15 @@ static void
 test_missing_argument (void)
 {
   static const char *const flags[] = {
-    "-f", "-r", "-F", "-B", "-N", "-R", "-V", "-C", "-b", "-o", "-h", "-L",
-    "-X", "-A", "-O", "-p", "-e", "-tf", "-mh",
+    "-f", "-r", "-F", "-B", "-N", "-R", "-V", "-C",  "-b",  "-o",
+    "-h", "-L", "-X", "-A", "-O", "-p", "-e", "-tf", "-mh",
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (flags); i++)
     {
       const char *flag = flags[i];
-      g_autofree char *want = g_strdup_printf (
-          "option -%c needs an argument", flag[strlen (flag) - 1]);
+      g_autofree char *want = g_strdup_printf ("option -%c needs an argument",
+                                               flag[strlen (flag) - 1]);
 
       parse_fails (ARGS (flag), want);
     }
@@ -614,7 +633,7 @@ test_program_names (void)
   g_assert_error (error, RM_ERROR, RM_ERROR_USAGE);
   g_assert_nonnull (strstr (error->message, "mailq"));
 
-  g_assert_true (rm_cmdline_parse (0, (char *[]) { NULL }, &opts, NULL));
+  g_assert_true (rm_cmdline_parse (0, (char *[]){ NULL }, &opts, NULL));
   g_assert_cmpint (opts.mode, ==, RM_MODE_SEND);
   rm_options_clear (&opts);
 }
@@ -708,10 +727,27 @@ test_ignored_flags (void)
 
 /* Every entry of the table in cmdline.c, as the help shows it. */
 static const char *const ignored_shown[] = {
-  "-Am, -Ac", "-c", "-eX", "-G", "-h N", "-L label", "-m", "-n",
-  "-O option=value", "-p protocol", "-s", "-U", "-x", "-X logfile",
-  "-o7, -o8", "-oAfile", "-oem, -oep, -oeq, -oew, -oee", "-oLn", "-om",
-  "-oXvalue", "-qRsite, -qSsite",
+  "-Am, -Ac",
+  "-c",
+  "-eX",
+  "-G",
+  "-h N",
+  "-L label",
+  "-m",
+  "-n",
+  "-O option=value",
+  "-p protocol",
+  "-s",
+  "-U",
+  "-x",
+  "-X logfile",
+  "-o7, -o8",
+  "-oAfile",
+  "-oem, -oep, -oeq, -oew, -oee",
+  "-oLn",
+  "-om",
+  "-oXvalue",
+  "-qRsite, -qSsite",
 };
 
 static void
@@ -734,12 +770,34 @@ test_help (void)
         g_error ("--help lacks %s", ignored_shown[i]);
     }
 
-  for (const char *const *flag = (const char *const[]) {
-           "-t", "-i, -oi", "-f ADDR", "-F NAME", "-B 7BIT|8BITMIME", "-N",
-           "-R hdrs|full", "-V ENVID", "-odb", "-odi", "-odq", "-C FILE",
-           "-v", "-bm", "-bp", "-bi", "-bs", "-q", "--help", "--version",
-           "--check-config", "--test [SERVER...]", "--send-to ADDR",
-           "--status", "--delete ID", "-qIID", "--", NULL };
+  for (const char *const *flag = (const char *const[]){ "-t",
+                                                        "-i, -oi",
+                                                        "-f ADDR",
+                                                        "-F NAME",
+                                                        "-B 7BIT|8BITMIME",
+                                                        "-N",
+                                                        "-R hdrs|full",
+                                                        "-V ENVID",
+                                                        "-odb",
+                                                        "-odi",
+                                                        "-odq",
+                                                        "-C FILE",
+                                                        "-v",
+                                                        "-bm",
+                                                        "-bp",
+                                                        "-bi",
+                                                        "-bs",
+                                                        "-q",
+                                                        "--help",
+                                                        "--version",
+                                                        "--check-config",
+                                                        "--test [SERVER...]",
+                                                        "--send-to ADDR",
+                                                        "--status",
+                                                        "--delete ID",
+                                                        "-qIID",
+                                                        "--",
+                                                        NULL };
        *flag != NULL; flag++)
     {
       g_autofree char *line = g_strdup_printf ("\n  %s", *flag);

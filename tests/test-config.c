@@ -143,32 +143,31 @@ test_minimal (Fixture *f, gconstpointer data)
 static void
 test_full (Fixture *f, gconstpointer data)
 {
-  const char *path = write_file (
-      f, "full.conf",
-      "[rampmail]\n"
-      "queue_dir = /srv/q\n"
-      "state_dir = /srv/state\n"
-      "plugin_dir = /opt/rampmail/plugins\n"
-      "domain = example.org\n"
-      "hostname = mx1.example.org\n"
-      "sender = robot@example.org\n"
-      "aliases = /etc/mail/aliases\n"
-      "selector = balanced\n"
-      "timezone = UTC\n"
-      "log_file = /var/log/rampmail.log\n"
-      "delivery_mode = background\n"
-      "\n"
-      "[server relay-2]\n"
-      "host = 127.0.0.1\n"
-      "port = 2525\n"
-      "tls = none\n"
-      "transport = smtp\n"
-      "connect_timeout = 5\n"
-      "timeout = 3600\n"
-      "\n"
-      "[server relay.1_x]\n"
-      "host = ::1\n"
-      "port = 65535\n");
+  const char *path = write_file (f, "full.conf",
+                                 "[rampmail]\n"
+                                 "queue_dir = /srv/q\n"
+                                 "state_dir = /srv/state\n"
+                                 "plugin_dir = /opt/rampmail/plugins\n"
+                                 "domain = example.org\n"
+                                 "hostname = mx1.example.org\n"
+                                 "sender = robot@example.org\n"
+                                 "aliases = /etc/mail/aliases\n"
+                                 "selector = balanced\n"
+                                 "timezone = UTC\n"
+                                 "log_file = /var/log/rampmail.log\n"
+                                 "delivery_mode = background\n"
+                                 "\n"
+                                 "[server relay-2]\n"
+                                 "host = 127.0.0.1\n"
+                                 "port = 2525\n"
+                                 "tls = none\n"
+                                 "transport = smtp\n"
+                                 "connect_timeout = 5\n"
+                                 "timeout = 3600\n"
+                                 "\n"
+                                 "[server relay.1_x]\n"
+                                 "host = ::1\n"
+                                 "port = 65535\n");
   g_autoptr (RmConfig) config = load_ok (path);
   RmServerConf *server;
 
@@ -260,10 +259,10 @@ test_relative_paths (Fixture *f, gconstpointer data)
   g_autofree char *want_queue = g_build_filename (f->dir, "spool", NULL);
   g_autofree char *want_state = g_build_filename (f->dir, "state", NULL);
   g_autofree char *want_plugins = g_build_filename (parent, "plugins", NULL);
-  g_autofree char *want_aliases
-      = g_build_filename (f->dir, "etc", "aliases", NULL);
-  g_autofree char *want_log
-      = g_build_filename (f->dir, "log", "rampmail.log", NULL);
+  g_autofree char *want_aliases = g_build_filename (f->dir, "etc", "aliases",
+                                                    NULL);
+  g_autofree char *want_log = g_build_filename (f->dir, "log", "rampmail.log",
+                                                NULL);
   g_autofree char *cwd = g_get_current_dir ();
 
   {
@@ -310,7 +309,8 @@ static const struct {
     "needs password_file or password_command" },
   { "server a", "password_file", "/etc/rampmail/a.pass", "set without user" },
   { "server a", "password_command", "pass show a", "set without user" },
-  { "server a", "tls_verify", "maybe", "invalid value: maybe (use yes or no)" },
+  { "server a", "tls_verify", "maybe",
+    "invalid value: maybe (use yes or no)" },
   { "server a", "tls_fingerprint", "sha1:00", "invalid value" },
   { "server a", "preset", "hotmail", "unknown preset: hotmail" },
   { "server a", "from", "alias", "invalid value: alias" },
@@ -394,7 +394,7 @@ test_tls_and_auth (Fixture *f, gconstpointer data)
                                  "host = mail.example.org\n"
                                  "port = 587\n"
                                  "tls = starttls\n"
-                                 "tls_fingerprint = SHA256:AB:CD:" 
+                                 "tls_fingerprint = SHA256:AB:CD:"
                                  "0123456789abcdef0123456789abcdef"
                                  "0123456789abcdef0123456789ab\n"
                                  "user = robot@example.org\n"
@@ -496,7 +496,8 @@ test_groups (Fixture *f, gconstpointer data)
       "[servers a]: unknown group" },
     { "[Rampmail]\n[server a]\nhost = h\n", "[Rampmail]: unknown group" },
     { "[server a]\nport = 25\n", "[server a] host: missing" },
-    { "[server a]\nhost = h\nhost = h2\n", "[server a] host: set more than once" },
+    { "[server a]\nhost = h\nhost = h2\n",
+      "[server a] host: set more than once" },
     { "[server a]\nhost = h\n[server a]\nport = 26\n",
       "[server a]: the group appears more than once" },
     { "host = h\n[server a]\n", "does not start with a group" },
@@ -552,7 +553,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 
-#define ADD(path, func) \
+#define ADD(path, func)                                                      \
   g_test_add (path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
 
   ADD ("/config/default-path", test_default_path);

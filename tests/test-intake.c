@@ -67,9 +67,10 @@ run_clear (Run *run)
   g_clear_error (&run->error);
 }
 
-#define ADDED "From: Default <d@example.test>\r\n" \
-              "Date: Wed, 04 Mar 2026 09:05:07 +0000\r\n" \
-              "Message-ID: <id@example.test>\r\n"
+#define ADDED                                                                \
+  "From: Default <d@example.test>\r\n"                                       \
+  "Date: Wed, 04 Mar 2026 09:05:07 +0000\r\n"                                \
+  "Message-ID: <id@example.test>\r\n"
 
 static void
 test_line_endings (void)
@@ -134,8 +135,9 @@ test_body_only (void)
   const char *body = "plain text: a space makes it no field\n  indented\n";
 
   run_intake (&run, body, strlen (body), TRUE);
-  g_assert_cmpstr (run.out, ==, ADDED "\r\nplain text: a space makes it "
-                                "no field\r\n  indented\r\n");
+  g_assert_cmpstr (run.out, ==,
+                   ADDED "\r\nplain text: a space makes it "
+                         "no field\r\n  indented\r\n");
   run_clear (&run);
 }
 
@@ -146,7 +148,8 @@ test_headers_only (void)
   const char *in = "Subject: beat\nX-Beat: 1";
 
   run_intake (&run, in, strlen (in), TRUE);
-  g_assert_cmpstr (run.out, ==, "Subject: beat\r\nX-Beat: 1\r\n" ADDED "\r\n");
+  g_assert_cmpstr (run.out, ==,
+                   "Subject: beat\r\nX-Beat: 1\r\n" ADDED "\r\n");
   run_clear (&run);
 }
 
@@ -218,8 +221,10 @@ static void
 test_eight_bit (void)
 {
   Run run;
-  const char *in = "Subject: Pr\xc3\xbc" "fbericht M\xc3\xa4rz\n\n"
-                   "Gr\xc3\xbc\xc3\x9f" "e\n";
+  const char *in = "Subject: Pr\xc3\xbc"
+                   "fbericht M\xc3\xa4rz\n\n"
+                   "Gr\xc3\xbc\xc3\x9f"
+                   "e\n";
 
   run_intake (&run, in, strlen (in), TRUE);
   g_assert_true (run.result.eight_bit);
@@ -227,7 +232,7 @@ test_eight_bit (void)
   g_assert_true (g_str_has_prefix (run.out, "Subject: =?"));
   {
     g_autofree char *head = g_strndup (run.out, strstr (run.out, "\r\n\r\n")
-                                                     - run.out);
+                                                    - run.out);
 
     for (const char *p = head; *p; p++)
       g_assert_cmpint ((unsigned char) *p, <, 128);
@@ -307,11 +312,12 @@ test_mime_limit_lines (void)
 static void
 test_mime_encode_field (void)
 {
-  g_autofree char *subject = rm_mime_encode_field ("Subject", "Gr\xc3\xbc\xc3\x9f"
+  g_autofree char *subject = rm_mime_encode_field ("Subject",
+                                                   "Gr\xc3\xbc\xc3\x9f"
                                                    "e aus K\xc3\xb6ln");
   g_autofree char *latin1 = rm_mime_encode_field ("Subject", "caf\xe9");
-  g_autofree char *from = rm_mime_encode_field ("From",
-                                                "Zo\xc3\xab H <z@example.com>");
+  g_autofree char *from = rm_mime_encode_field (
+      "From", "Zo\xc3\xab H <z@example.com>");
 
   g_assert_true (g_str_has_prefix (subject, "Subject: =?"));
   g_assert_true (g_str_has_prefix (latin1, "Subject: =?"));

@@ -48,7 +48,7 @@ julian (int year, int month, int day)
 
 /* A sending history that grows day by day. */
 typedef struct {
-  GArray *days;           /* RmSendDay, oldest first */
+  GArray *days; /* RmSendDay, oldest first */
 } History;
 
 static History *
@@ -107,8 +107,8 @@ static void
 test_default_first_days (void)
 {
   /* round(20 * 1.3^(d-1)) up to 500; day 7 is 96.536..., so 97 */
-  static const guint64 table[] = { 20, 26, 34, 44, 57, 74, 97, 125, 163,
-                                   212, 276, 358, 466, 500, 500 };
+  static const guint64 table[] = { 20,  26,  34,  44,  57,  74,  97, 125,
+                                   163, 212, 276, 358, 466, 500, 500 };
   RmRampParams p = defaults ();
   g_autoptr (History) h = history_new ();
   guint32 first = julian (2027, 1, 10);
@@ -292,10 +292,10 @@ test_low_days_pause_the_ramp (void)
   guint32 day = julian (2027, 1, 1);
   guint ramp = 0;
 
-  history_add (h, day++, 20);     /* day 1 full */
-  history_add (h, day++, 3);      /* day 2 low */
-  history_add (h, day++, 3);      /* still day 2, low */
-  history_add (h, day++, 26);     /* day 2 full */
+  history_add (h, day++, 20); /* day 1 full */
+  history_add (h, day++, 3);  /* day 2 low */
+  history_add (h, day++, 3);  /* still day 2, low */
+  history_add (h, day++, 26); /* day 2 full */
   g_assert_cmpuint (allowance_on (&p, h, day, &ramp), ==, 34);
   g_assert_cmpuint (ramp, ==, 3);
 }
@@ -366,9 +366,9 @@ test_restart_inside_history (void)
     }
   g_assert_cmpuint (allowance_on (&p, h, day, &ramp), ==, 276);
   g_assert_cmpuint (ramp, ==, 11);
-  day += 7;                       /* 7 quiet days */
-  history_add (h, day++, 20);     /* restarted: day 1, full */
-  history_add (h, day++, 26);     /* day 2, full */
+  day += 7;                   /* 7 quiet days */
+  history_add (h, day++, 20); /* restarted: day 1, full */
+  history_add (h, day++, 26); /* day 2, full */
   g_assert_cmpuint (allowance_on (&p, h, day, &ramp), ==, 34);
   g_assert_cmpuint (ramp, ==, 3);
   /* with only 6 quiet days it would have gone on from day 11 */
@@ -429,7 +429,7 @@ test_growth_and_cap_configurable (void)
       g_assert_cmpuint (a, ==, expected_growth (20, 1.3, 2000, d));
       g_assert_cmpuint (a, <=, 2000);
       if (d == 14)
-        g_assert_cmpuint (a, ==, 606);  /* 605.75: past the default cap */
+        g_assert_cmpuint (a, ==, 606); /* 605.75: past the default cap */
       if (a == 2000)
         reached = TRUE;
       history_add (h, day++, a);

@@ -61,8 +61,8 @@ test_exact_split (void)
     {
       guint pick;
 
-      g_assert_true (rm_state_choose (state, "2026-12-04", names,
-                                      selector (), rnd, &pick, &error));
+      g_assert_true (rm_state_choose (state, "2026-12-04", names, selector (),
+                                      rnd, &pick, &error));
       counts[pick]++;
     }
   for (int i = 0; i < 3; i++)
@@ -77,8 +77,8 @@ test_exact_split (void)
     {
       guint pick;
 
-      g_assert_true (rm_state_choose (state, "2026-12-04", names,
-                                      selector (), rnd, &pick, &error));
+      g_assert_true (rm_state_choose (state, "2026-12-04", names, selector (),
+                                      rnd, &pick, &error));
       g_assert_cmpuint (pick, ==, 3);
     }
 }

@@ -30,45 +30,45 @@ typedef enum {
 /* ---- transport ---------------------------------------------------------- */
 
 typedef enum {
-  RM_TLS_NONE = 0,         /* plaintext (only when configured so) */
-  RM_TLS_STARTTLS,         /* STARTTLS, required: no plaintext fallback */
-  RM_TLS_IMPLICIT,         /* TLS from the first byte (SMTPS, port 465) */
+  RM_TLS_NONE = 0, /* plaintext (only when configured so) */
+  RM_TLS_STARTTLS, /* STARTTLS, required: no plaintext fallback */
+  RM_TLS_IMPLICIT, /* TLS from the first byte (SMTPS, port 465) */
 } RmTlsMode;
 
 /* One configured server, as the transport sees it. */
 typedef struct {
-  const char *name;        /* the NAME of [server NAME] */
-  const char *host;        /* host name or IP literal; also the name the
+  const char *name; /* the NAME of [server NAME] */
+  const char *host; /* host name or IP literal; also the name the
                             * certificate must carry, and the SNI */
   unsigned port;
-  const char *helo;        /* name for EHLO and Message-Id, an FQDN */
+  const char *helo;         /* name for EHLO and Message-Id, an FQDN */
   unsigned connect_timeout; /* seconds to wait for the TCP connection */
   unsigned timeout;         /* seconds to wait for any reply */
   RmTlsMode tls;
-  const char *tls_ca_file; /* PEM file of trusted CAs; NULL: the system
+  const char *tls_ca_file;     /* PEM file of trusted CAs; NULL: the system
                             * store */
   const char *tls_fingerprint; /* "sha256:HEX" of the server's certificate
                                 * (DER), or NULL; when set it must match */
-  gboolean tls_verify;     /* FALSE only when configured explicitly */
-  const char *user;        /* NULL: no authentication */
-  const char *password;    /* with user; never logged */
+  gboolean tls_verify;         /* FALSE only when configured explicitly */
+  const char *user;            /* NULL: no authentication */
+  const char *password;        /* with user; never logged */
 } RmServer;
 
 /* Outcome of one recipient or of one whole attempt. */
 typedef enum {
   RM_RESULT_PENDING = 0, /* not attempted / not reached */
-  RM_RESULT_OK,          /* the server accepted it (2xx after the final dot) */
-  RM_RESULT_TEMPFAIL,    /* 4xx, refused connection, timeout: try later */
-  RM_RESULT_PERMFAIL,    /* 5xx: the server will never take it */
-  RM_RESULT_UNKNOWN,     /* connection lost after the final dot: the server
+  RM_RESULT_OK,       /* the server accepted it (2xx after the final dot) */
+  RM_RESULT_TEMPFAIL, /* 4xx, refused connection, timeout: try later */
+  RM_RESULT_PERMFAIL, /* 5xx: the server will never take it */
+  RM_RESULT_UNKNOWN,  /* connection lost after the final dot: the server
                           * may have taken it (RFC 1047) */
 } RmResultCode;
 
 typedef struct {
-  const char *address;     /* RFC 5321 mailbox, without angle brackets */
-  RmResultCode result;     /* filled in by the transport */
-  int smtp_code;           /* the server's reply code, 0 if none */
-  char *reply;             /* the server's reply text, g_malloc'd by the
+  const char *address; /* RFC 5321 mailbox, without angle brackets */
+  RmResultCode result; /* filled in by the transport */
+  int smtp_code;       /* the server's reply code, 0 if none */
+  char *reply;         /* the server's reply text, g_malloc'd by the
                             * transport, freed by rampmail; may be NULL */
 } RmRecipient;
 
@@ -80,10 +80,10 @@ typedef enum {
 
 /* Result of a whole attempt, for what the recipients do not say. */
 typedef struct {
-  RmResultCode result;     /* the worst outcome that applies to all
+  RmResultCode result; /* the worst outcome that applies to all
                             * recipients still PENDING */
   int smtp_code;
-  char *reply;             /* g_malloc'd by the transport or NULL */
+  char *reply; /* g_malloc'd by the transport or NULL */
 } RmAttempt;
 
 typedef struct RmMessage RmMessage;
@@ -101,19 +101,19 @@ typedef void (*RmMessageDone) (RmMessage *msg, RmAttempt *attempt,
  * no NUL, final CRLF present. The transport does the dot-stuffing (or has
  * its library do it). */
 struct RmMessage {
-  const char *queue_id;    /* for log lines */
-  const char *sender;      /* envelope sender; "" for the null sender */
+  const char *queue_id; /* for log lines */
+  const char *sender;   /* envelope sender; "" for the null sender */
   RmRecipient *rcpts;
   size_t n_rcpts;
   RmBodyType body;
-  int data_fd;             /* readable, seekable; the transport may seek */
-  gint64 size;             /* octets in the data file */
-  RmMessageDone done;      /* may be NULL; called at most once, and then
+  int data_fd;        /* readable, seekable; the transport may seek */
+  gint64 size;        /* octets in the data file */
+  RmMessageDone done; /* may be NULL; called at most once, and then
                             * the transport does not touch the message,
                             * its recipients or its attempt again */
-  gpointer done_data;      /* for done and started */
+  gpointer done_data; /* for done and started */
   void (*started) (RmMessage *msg, gpointer user_data);
-                           /* may be NULL; called once, just before the
+  /* may be NULL; called once, just before the
                             * first octet of the message's data is sent:
                             * from then on a crash leaves the outcome
                             * unknown */
@@ -141,7 +141,7 @@ typedef struct {
 /* One server that may send this message now. */
 typedef struct {
   const char *name;
-  gint64 today;            /* messages assigned to it in the current day */
+  gint64 today; /* messages assigned to it in the current day */
 } RmCandidate;
 
 typedef struct {
@@ -155,16 +155,16 @@ typedef struct {
 
 /* How one server ramps up; rampmail fills it from the configuration. */
 typedef struct {
-  const guint *schedule;   /* explicit allowances for ramp days 1, 2, ...
+  const guint *schedule; /* explicit allowances for ramp days 1, 2, ...
                             * (the last one holds), or NULL */
   size_t schedule_len;
-  guint start;             /* without a schedule: day 1 allowance, */
-  double growth;           /* times growth for each ramp day after, */
-  guint cap;               /* up to cap */
-  double min_share;        /* a day counts as a ramp day only if the
+  guint start;         /* without a schedule: day 1 allowance, */
+  double growth;       /* times growth for each ramp day after, */
+  guint cap;           /* up to cap */
+  double min_share;    /* a day counts as a ramp day only if the
                             * server sent at least this share of that
                             * day's allowance */
-  guint restart_after;     /* this many days without sending restart the
+  guint restart_after; /* this many days without sending restart the
                             * ramp at day 1 */
 } RmRampParams;
 
@@ -186,10 +186,10 @@ typedef struct {
 /* ---- module descriptor -------------------------------------------------- */
 
 typedef struct {
-  unsigned abi;            /* RM_PLUGIN_ABI when the plugin was built */
+  unsigned abi; /* RM_PLUGIN_ABI when the plugin was built */
   RmPluginKind kind;
-  const char *name;        /* must equal the module's file name */
-  const void *ops;         /* RmTransportOps, RmSelectorOps or
+  const char *name; /* must equal the module's file name */
+  const void *ops;  /* RmTransportOps, RmSelectorOps or
                             * RmWarmupOps */
 } RmPluginInfo;
 
