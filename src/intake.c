@@ -42,6 +42,17 @@ reader_fill (Reader *r, GError **error)
   return TRUE;
 }
 
+/* Length of the run at p (at most n octets) before a CR, LF or NUL. */
+static gsize
+plain_run (const guchar *p, gsize n)
+{
+  gsize i = 0;
+
+  while (i < n && p[i] != '\n' && p[i] != '\r' && p[i] != '\0')
+    i++;
+  return i;
+}
+
 /* Reads one line without its terminator (LF, CRLF or a bare CR) into line.
  * Returns 1 for a line, 0 at the end of input, -1 on error. */
 static int
@@ -52,14 +63,22 @@ reader_line (Reader *r, GString *line, GError **error)
   g_string_truncate (line, 0);
   for (;;)
     {
+      gsize run;
       guchar c;
 
       if (r->pos == r->len && !reader_fill (r, error))
         return -1;
       if (r->eof)
         return any ? 1 : 0;
-      c = r->buf[r->pos++];
       any = TRUE;
+      /* Copy the plain text up to the next CR, LF or NUL at once. */
+      run = plain_run (r->buf + r->pos, r->len - r->pos);
+      g_string_append_len (line, (const char *) r->buf + r->pos,
+                           (gssize) run);
+      r->pos += run;
+      if (r->pos == r->len)
+        continue;
+      c = r->buf[r->pos++];
       if (c == '\n')
         return 1;
       if (c == '\r')
@@ -70,10 +89,7 @@ reader_line (Reader *r, GString *line, GError **error)
             r->pos++;
           return 1;
         }
-      if (c == '\0')
-        r->nul_removed++;
-      else
-        g_string_append_c (line, (char) c);
+      r->nul_removed++;
     }
 }
 

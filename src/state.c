@@ -86,6 +86,10 @@ rm_state_open (const char *state_dir, GError **error)
                     " ON sent (server, day)",
                     error)
       || !exec_sql (state,
+                    "CREATE INDEX IF NOT EXISTS sent_server_ts"
+                    " ON sent (server, ts)",
+                    error)
+      || !exec_sql (state,
                     "CREATE TABLE IF NOT EXISTS reserved ("
                     " id INTEGER PRIMARY KEY, server TEXT NOT NULL,"
                     " ts INTEGER NOT NULL, day TEXT NOT NULL,"
