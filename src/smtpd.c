@@ -29,8 +29,8 @@
 #include "submit.h"
 
 #define LINE_MAX_COMMAND 512
-#define SIZE_LIMIT_TEXT 67108864
-#define SIZE_LIMIT SIZE_LIMIT_TEXT
+/* The largest message taken, in octets (64 MiB), as SIZE announces it. */
+#define SIZE_LIMIT 67108864
 
 typedef struct {
   RmContext *ctx;
@@ -118,7 +118,7 @@ do_ehlo (Session *s, gboolean extended)
   reply (s, line);
   reply (s, "250-PIPELINING");
   reply (s, "250-8BITMIME");
-  reply (s, "250 SIZE " G_STRINGIFY (SIZE_LIMIT_TEXT));
+  reply (s, "250 SIZE " G_STRINGIFY (SIZE_LIMIT));
 }
 
 static void
