@@ -47,7 +47,9 @@ as_utf8 (const char *value)
   if (g_utf8_validate (value, -1, NULL))
     return g_strdup (value);
   out = g_convert (value, -1, "UTF-8", "ISO-8859-1", NULL, NULL, NULL);
-  return out ? out : g_utf8_make_valid (value, -1);
+  if (out == NULL)
+    out = g_utf8_make_valid (value, -1);
+  return out;
 }
 
 static char *
