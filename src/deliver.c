@@ -1043,6 +1043,7 @@ finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
   RmEntry *entry = job->entry;
   gint64 now = now_seconds ();
   gboolean ok;
+  gint64 was_waiting = entry->waiting_since;
 
   if (job->refusals->len > 0)
     report_refusals (ctx, job, job->refusals, RM_BOUNCE_FAILED);
@@ -1063,9 +1064,18 @@ finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
     }
   else
     {
+      gint64 was_next = entry->next_attempt;
+      g_autofree char *was_error = g_strdup (entry->last_error);
+
       stats->deferred += entry->rcpts->len;
       schedule (ctx, job, now);
-      ok = rm_queue_update (ctx->queue, entry, &error);
+      /* An entry that only waits on, as before, need not be rewritten. */
+      if (!job->attempted && entry->next_attempt == was_next
+          && g_strcmp0 (entry->last_error, was_error) == 0
+          && entry->waiting_since == was_waiting)
+        ok = TRUE;
+      else
+        ok = rm_queue_update (ctx->queue, entry, &error);
     }
   if (!ok)
     rm_log_error ("%s: %s", entry->id, error->message);
