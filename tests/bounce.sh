@@ -11,19 +11,6 @@ fresh () { rm -rf "$T/queue" "$T/state" "$T/rampmail.log"; }
 log_has () { grep -q -- "$1" "$T/rampmail.log" 2>/dev/null; }
 failed_entries () { ls "$T/queue/failed" 2>/dev/null | grep -c '\.env$' || :; }
 
-# meta NAME N KEY: a field of message N of server NAME: "mail_from" ("<>"
-# for the null sender), "rcpt_tos" as a space-separated sorted list.
-meta () {
-  "$PY" - "$(printf '%s/%s.mail/%04d.json' "$T" "$1" "$2")" "$3" <<'EOF'
-import json, sys
-try:
-    v = json.load(open(sys.argv[1]))[sys.argv[2]]
-except OSError:
-    print("(none)")
-    sys.exit(0)
-print(" ".join(sorted(v)) if isinstance(v, list) else v)
-EOF
-}
 
 # dsn_check FILE REFUSED REPLY ACCEPTED: FILE is a multipart/report DSN
 # whose per-recipient parts name REFUSED only, with REPLY as diagnostic,

@@ -32,17 +32,6 @@ gap () { echo $(( $(field "$1" next_attempt) - $(field "$1" last_attempt) )); }
 # tries ADDR: RCPT commands for ADDR that server mx received.
 tries () { grep -c "RCPT TO:<$1>" "$T/mx.log" 2>/dev/null || :; }
 
-meta () {
-  "$PY" - "$(printf '%s/%s.mail/%04d.json' "$T" "$1" "$2")" "$3" <<'EOF'
-import json, sys
-try:
-    v = json.load(open(sys.argv[1]))[sys.argv[2]]
-except OSError:
-    print("(none)")
-    sys.exit(0)
-print(" ".join(sorted(v)) if isinstance(v, list) else v)
-EOF
-}
 
 start_server mx --rcpt-reply 'stuck@example.net=451 4.3.0 try later'
 

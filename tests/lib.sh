@@ -24,6 +24,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/rampmail-test.XXXXXX")
 PIDS=""
 FAILED=0
 PASSED=0
+. "$top_srcdir/tests/results.sh"
 
 cleanup () {
   kill_rampmail
@@ -143,34 +144,6 @@ count_mail () { ls "$T/$1.mail" 2>/dev/null | grep -c '\.json$' || :; }
 
 queued () { ls "$T/queue/env" 2>/dev/null | wc -l; }
 
-check () {
-  # check DESCRIPTION COMMAND...
-  desc=$1
-  shift
-  if "$@"; then
-    PASSED=$((PASSED + 1))
-    echo "ok - $desc"
-  else
-    FAILED=$((FAILED + 1))
-    echo "not ok - $desc"
-  fi
-}
-
-expect_eq () {
-  # expect_eq DESCRIPTION WANTED GOT
-  if [ "$2" = "$3" ]; then
-    PASSED=$((PASSED + 1))
-    echo "ok - $1"
-  else
-    FAILED=$((FAILED + 1))
-    echo "not ok - $1: wanted '$2', got '$3'"
-  fi
-}
-
-finish () {
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" -eq 0 ]
-}
 
 # A small message; $1 is the Subject.
 message () {
@@ -218,4 +191,18 @@ wait_runner () {
     sleep 0.1
     i=$((i + 1))
   done
+}
+
+# meta NAME N KEY: a field of message N of server NAME: "mail_from" ("<>"
+# for the null sender), "rcpt_tos" as a space-separated sorted list.
+meta () {
+  "$PY" - "$(printf '%s/%s.mail/%04d.json' "$T" "$1" "$2")" "$3" <<'EOF'
+import json, sys
+try:
+    v = json.load(open(sys.argv[1]))[sys.argv[2]]
+except OSError:
+    print("(none)")
+    sys.exit(0)
+print(" ".join(sorted(v)) if isinstance(v, list) else v)
+EOF
 }

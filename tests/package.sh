@@ -84,27 +84,7 @@ cleanup () {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-check () {
-  desc=$1
-  shift
-  if "$@"; then
-    PASSED=$((PASSED + 1))
-    echo "ok - $desc"
-  else
-    FAILED=$((FAILED + 1))
-    echo "not ok - $desc"
-  fi
-}
-
-expect_eq () {
-  if [ "$2" = "$3" ]; then
-    PASSED=$((PASSED + 1))
-    echo "ok - $1"
-  else
-    FAILED=$((FAILED + 1))
-    echo "not ok - $1: wanted '$2', got '$3'"
-  fi
-}
+. "$top_srcdir/tests/results.sh"
 
 # fatal MESSAGE [LOG]: a step the rest depends on failed.
 fatal () {
