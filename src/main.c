@@ -114,7 +114,7 @@ delete_entries (RmContext *ctx, const RmOptions *opts, GError **error)
       g_autoptr (GError) local = NULL;
       int fd = -1;
 
-      if (strchr (id, '/') == NULL && rm_queue_exists (ctx->queue, id))
+      if (rm_queue_valid_id (id) && rm_queue_exists (ctx->queue, id))
         fd = rm_queue_lock (ctx->queue, id, &local);
       if (fd < 0)
         {
@@ -152,7 +152,9 @@ run_queue (RmContext *ctx, const RmOptions *opts, GError **error)
         return -1;
       return EX_OK;
     }
-  if (opts->queue_id != NULL && !rm_queue_exists (ctx->queue, opts->queue_id))
+  if (opts->queue_id != NULL
+      && (!rm_queue_valid_id (opts->queue_id)
+          || !rm_queue_exists (ctx->queue, opts->queue_id)))
     {
       g_set_error (error, RM_ERROR, RM_ERROR_USAGE, "no queue entry %s",
                    opts->queue_id);

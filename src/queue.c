@@ -197,6 +197,24 @@ rm_queue_create_named (RmQueue *queue, const char *id, GError **error)
 }
 
 gboolean
+rm_queue_valid_id (const char *id)
+{
+  const char *p = id;
+
+  while (g_ascii_isxdigit (*p))
+    p++;
+  if (p == id)
+    return FALSE;
+  while (g_str_has_prefix (p, "-B") && g_ascii_isdigit (p[2]))
+    {
+      p += 2;
+      while (g_ascii_isdigit (*p))
+        p++;
+    }
+  return *p == '\0';
+}
+
+gboolean
 rm_queue_exists (RmQueue *queue, const char *id)
 {
   g_autofree char *env = queue_path (queue, "env", id, NULL);

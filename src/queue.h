@@ -70,6 +70,10 @@ int rm_queue_create (RmQueue *queue, char **id, GError **error);
  * call it). Returns -1 with error unset if that id is already committed. */
 int rm_queue_create_named (RmQueue *queue, const char *id, GError **error);
 
+/* TRUE if id has the shape of a queue id (hex digits, and "-B" and digits
+ * for a bounce): never a path. */
+gboolean rm_queue_valid_id (const char *id);
+
 /* TRUE if entry id is committed (env/ID exists). */
 gboolean rm_queue_exists (RmQueue *queue, const char *id);
 

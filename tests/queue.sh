@@ -295,5 +295,14 @@ rampmail -q
 expect_eq "backoff: -q contacts the backed-off server" 2 \
   "$(log_count "relay=down\[")"
 
+# Queue ids are never paths: a setgid rampmail must not probe files
+# outside its queue for a caller.
+touch "$T/outside"
+rampmail -qI../../outside > /dev/null 2>&1
+expect_eq "-qI with a path: refused (64)" 64 $?
+rampmail --delete ../../outside > /dev/null 2>&1
+expect_eq "--delete with a path: refused (66)" 66 $?
+check "--delete with a path: the file is still there" test -f "$T/outside"
+
 check "no rampmail process is left" wait_runner 5
 finish
