@@ -26,8 +26,19 @@ if [ $check_rc -ne 0 ] && [ $failed -eq 0 ]; then
   failed=1
   cat test-suite.log 2>/dev/null | tail -n 50
 fi
+# What failed is printed again just before the last line (see the end),
+# where a CI viewer that keeps only the tail still shows it.
+summary=$(mktemp "${TMPDIR:-/tmp}/rampmail-summary.XXXXXX")
+# failed_checks LOG: a TAP log's failed checks, each with the lines after it.
+failed_checks () {
+  grep -E -A4 '^(not ok|Bail out)' "$1" | head -n 40
+}
 [ $failed -ne 0 ] && for f in tests/*.log; do
-  grep -q -E '^(FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null && { echo "== $f"; tail -n 40 "$f"; }
+  if grep -q -E '^(FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null; then
+    echo "== $f"; tail -n 40 "$f"
+    { echo "== make check: $f"; failed_checks "$f"; tail -n 5 "$f"; } \
+      >> "$summary"
+  fi
 done
 
 if [ -z "${SKIP_DISTCHECK:-}" ]; then
@@ -59,8 +70,12 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
     passed=$((passed + 1))
   else
     grep -E '^(FAIL|ERROR)|ERROR: (Address|Leak)Sanitizer|runtime error' \
-      sanitizers.out | head -n 40
+      sanitizers.out | head -n 40 | tee -a "$summary"
     tail -n 30 sanitizers.out
+    for f in "$san"/rampmail-*/tests/*.log; do
+      grep -q -E '^(FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null &&
+        { echo "== sanitizers: ${f##*/}"; failed_checks "$f"; } >> "$summary"
+    done
     echo "FAIL: make check with -Werror, ASan and UBSan"
     failed=$((failed + 1))
   fi
@@ -127,8 +142,8 @@ if [ -z "${SKIP_VALGRIND:-}" ]; then
     passed=$((passed + 1))
   else
     for t in $(cat "$vgdir/failed" 2>/dev/null); do
-      echo "== $t under valgrind"
-      grep -E '^not ok|FAIL' "$vgdir/$t.out" | head -n 20
+      echo "== $t under valgrind" | tee -a "$summary"
+      grep -E '^not ok|FAIL' "$vgdir/$t.out" | head -n 20 | tee -a "$summary"
       tail -n 20 "$vgdir/$t.out"
     done
     for r in $reports; do echo "== $r"; head -n 60 "$r"; done
@@ -155,5 +170,10 @@ if [ -z "${SKIP_FUZZ:-}" ]; then
   fi
 fi
 
+if [ -s "$summary" ]; then
+  echo "== what failed, again:"
+  cat "$summary"
+fi
+rm -f "$summary"
 echo "${passed} passed, ${failed} failed, ${skipped:-0} skipped"
 [ $failed -eq 0 ]
