@@ -147,10 +147,52 @@ new_id (void)
                           (unsigned) (g_random_int () & 0xffffff));
 }
 
+/* TRUE if fd is the file that path names now. */
+static gboolean
+is_at_path (int fd, const char *path)
+{
+  struct stat by_fd, by_path;
+
+  return fstat (fd, &by_fd) == 0 && lstat (path, &by_path) == 0
+         && by_fd.st_dev == by_path.st_dev && by_fd.st_ino == by_path.st_ino;
+}
+
+/* Creates path, which must not exist, and takes its lock (flock), held
+ * until the file is committed or closed: the cleaner of tmp/ skips locked
+ * files, so a file being written is never taken for a crash's remains,
+ * however long its writer is silent and whatever the clock says. If the
+ * cleaner removed the new file before the lock was taken, creates it
+ * again. -1 with errno set on failure. */
+static int
+create_locked (const char *path)
+{
+  for (int tries = 0; tries < 5; tries++)
+    {
+      int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+
+      if (fd < 0)
+        return -1;
+      while (flock (fd, LOCK_EX) < 0)
+        if (errno != EINTR)
+          {
+            int errsv = errno;
+
+            close (fd);
+            errno = errsv;
+            return -1;
+          }
+      if (is_at_path (fd, path))
+        return fd;
+      close (fd);
+    }
+  errno = EBUSY;
+  return -1;
+}
+
 static int
 open_new (const char *path, GError **error)
 {
-  int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  int fd = create_locked (path);
 
   if (fd < 0)
     rm_error_set_errno (error, errno, RM_ERROR_CANTCREAT, "create %s", path);
@@ -164,7 +206,7 @@ rm_queue_create (RmQueue *queue, char **id, GError **error)
     {
       g_autofree char *candidate = new_id ();
       g_autofree char *path = queue_path (queue, "tmp", candidate, ".data");
-      int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+      int fd = create_locked (path);
 
       if (fd >= 0)
         {
@@ -315,18 +357,22 @@ write_keyfile (RmQueue *queue, const char *id, GKeyFile *kf,
         }
       done += (gsize) n;
     }
-  if (fsync (fd) < 0 || close (fd) < 0)
+  /* Closed (unlocked) only once renamed: see create_locked. */
+  if (fsync (fd) < 0)
     {
       rm_error_set_errno (error, errno, RM_ERROR_IO, "fsync %s", tmp);
+      close (fd);
       g_unlink (tmp);
       return FALSE;
     }
   if (rename (tmp, final) < 0)
     {
       rm_error_set_errno (error, errno, RM_ERROR_IO, "rename %s", tmp);
+      close (fd);
       g_unlink (tmp);
       return FALSE;
     }
+  close (fd);
   return TRUE;
 }
 
@@ -359,6 +405,10 @@ rm_queue_commit (RmQueue *queue, RmEntry *entry, int data_fd, GError **error)
       g_unlink (env);
       goto fail_data;
     }
+  /* Committed: the entry's lock is now for whoever delivers it (the data
+   * file kept the lock of create_locked through the rename, so that it was
+   * never taken for an orphan meanwhile). */
+  flock (data_fd, LOCK_UN);
   return TRUE;
 
 fail_data:
@@ -526,6 +576,22 @@ is_orphan (RmQueue *queue, const char *id)
   return !rm_queue_exists (queue, id);
 }
 
+/* Removes a file of tmp/ unless its writer holds its lock (see
+ * create_locked); the lock is held while the file is removed. */
+static gboolean
+remove_unlocked (const char *file)
+{
+  int fd = open (file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  gboolean removed = FALSE;
+
+  if (fd < 0)
+    return FALSE;
+  if (flock (fd, LOCK_EX | LOCK_NB) == 0 && is_at_path (fd, file))
+    removed = g_unlink (file) == 0;
+  close (fd);
+  return removed;
+}
+
 static guint
 clean_folder (RmQueue *queue, const char *sub, gint64 max_age)
 {
@@ -543,9 +609,12 @@ clean_folder (RmQueue *queue, const char *sub, gint64 max_age)
       if (lstat (file, &st) < 0 || !S_ISREG (st.st_mode)
           || now - st.st_mtime <= max_age)
         continue;
-      if (strcmp (sub, "data") == 0 && !is_orphan (queue, name))
-        continue;
-      if (g_unlink (file) == 0)
+      if (strcmp (sub, "data") == 0)
+        {
+          if (is_orphan (queue, name) && g_unlink (file) == 0)
+            removed++;
+        }
+      else if (remove_unlocked (file))
         removed++;
     }
   return removed;

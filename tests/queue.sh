@@ -2,7 +2,8 @@
 # Queue runs: the background runner that batches a burst of submissions
 # into one session per server, -odq / -bp / -q / -qIID / --delete, greeting
 # 421 and the retry time of an entry, 452 for some recipients, failover on
-# 4xx within one run, and the backoff of a server that failed as a whole.
+# 4xx within one run, the backoff of a server that failed as a whole, and
+# the cleaning of tmp/ around a submission whose writer is silent.
 . "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
 
 : > "$T/aliases"
@@ -303,6 +304,40 @@ expect_eq "-qI with a path: refused (64)" 64 $?
 rampmail --delete ../../outside > /dev/null 2>&1
 expect_eq "--delete with a path: refused (66)" 66 $?
 check "--delete with a path: the file is still there" test -f "$T/outside"
+
+# A submission whose writer is silent for days (a long job piped into
+# sendmail, or a clock set forward meanwhile): a queue run must not take
+# its file in tmp/ for a crash's remains, while a file nobody holds is.
+fresh
+start_server sw
+write_config -- sw
+mkfifo "$T/slow"
+rampmail -odq slow@example.net < "$T/slow" > "$T/slow.out" 2>&1 &
+slow_pid=$!
+exec 3> "$T/slow"
+printf 'Subject: slow\n\nfirst line\n' >&3
+i=0
+while [ -z "$(ls "$T/queue/tmp" 2>/dev/null)" ] && [ $i -lt 100 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+: > "$T/queue/tmp/0123456789abcdef.data"
+touch -d '2 days ago' "$T/queue/tmp"/*
+rampmail -q
+check "slow writer: a queue run removes the abandoned tmp/ file" \
+  test ! -e "$T/queue/tmp/0123456789abcdef.data"
+expect_eq "slow writer: a queue run keeps the file being written" 1 \
+  "$(ls "$T/queue/tmp" | wc -l)"
+printf 'last line\n' >&3
+exec 3>&-
+wait "$slow_pid"
+expect_eq "slow writer: the submission succeeds" 0 $?
+expect_eq "slow writer: the message is queued" 1 "$(queued)"
+check "slow writer: the message is whole" \
+  grep -q "last line" "$T/queue/data/$(queue_ids)"
+rampmail -q
+expect_eq "slow writer: then delivered" 0 "$(queued)"
+stop_server sw
 
 check "no rampmail process is left" wait_runner 5
 finish
