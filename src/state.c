@@ -68,6 +68,13 @@ rm_state_open (const char *state_dir, GError **error)
       return NULL;
     }
   sqlite3_busy_timeout (state->db, BUSY_TIMEOUT_MS);
+  /* Each rampmail is a short process: checkpointing the WAL into the
+   * database and deleting it at every exit cost three disk syncs per
+   * message (the WAL, the database, and the folder when the next process
+   * creates the WAL again). The WAL stays, with its committed
+   * transactions, and is checkpointed when it reaches SQLite's automatic
+   * threshold (1000 pages), by whichever process commits then. */
+  sqlite3_db_config (state->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
   if (!exec_sql (state, "PRAGMA journal_mode=WAL", error)
       || !exec_sql (state, "PRAGMA synchronous=FULL", error)
       || !exec_sql (state,
@@ -657,6 +664,11 @@ fail:
   return FALSE;
 }
 
+/* Without a disk sync of its own (synchronous=NORMAL for this one
+ * transaction): the mark must survive the process (a SIGKILL), which the
+ * WAL in the page cache does; the settle that follows syncs it with its
+ * own. Only a power loss in the middle of a send loses it, and then the
+ * reservation is released as if nothing had gone out. */
 void
 rm_state_mark_sending (RmState *state, gint64 reservation)
 {
@@ -665,9 +677,11 @@ rm_state_mark_sending (RmState *state, gint64 reservation)
                                 " WHERE id = ?1",
                                 "i", reservation);
 
+  sqlite3_exec (state->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
   if (stmt != NULL)
     sqlite3_step (stmt);
   sqlite3_finalize (stmt);
+  sqlite3_exec (state->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 }
 
 gboolean
