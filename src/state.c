@@ -21,6 +21,9 @@
 
 struct RmState {
   sqlite3 *db;
+  /* Prepared statements, by the address of their SQL text (a literal):
+   * preparing is a third of a queue run's work otherwise. */
+  GHashTable *stmts;
 };
 
 static gboolean
@@ -37,6 +40,44 @@ exec_sql (RmState *state, const char *sql, GError **error)
   if (sqlite3_exec (state->db, sql, NULL, NULL, NULL) != SQLITE_OK)
     return db_fail (state, sql, error);
   return TRUE;
+}
+
+static void
+finalize_stmt (gpointer stmt)
+{
+  sqlite3_finalize (stmt);
+}
+
+/* Like sqlite3_prepare_v2, but the statement is prepared once per
+ * connection and kept: give it back with done (), never finalize it. */
+static int
+cached_prepare (RmState *state, const char *sql, sqlite3_stmt **stmt)
+{
+  int rc;
+
+  *stmt = g_hash_table_lookup (state->stmts, sql);
+  if (*stmt != NULL)
+    return SQLITE_OK;
+  rc = sqlite3_prepare_v3 (state->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                           stmt, NULL);
+  if (rc != SQLITE_OK)
+    {
+      sqlite3_finalize (*stmt);
+      *stmt = NULL;
+      return rc;
+    }
+  g_hash_table_insert (state->stmts, (gpointer) sql, *stmt);
+  return SQLITE_OK;
+}
+
+/* Ready for the next use: reset, with its parameters cleared. */
+static void
+done (sqlite3_stmt *stmt)
+{
+  if (stmt == NULL)
+    return;
+  sqlite3_reset (stmt);
+  sqlite3_clear_bindings (stmt);
 }
 
 RmState *
@@ -67,6 +108,8 @@ rm_state_open (const char *state_dir, GError **error)
                    state->db ? sqlite3_errmsg (state->db) : "out of memory");
       return NULL;
     }
+  state->stmts = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
+                                        finalize_stmt);
   sqlite3_busy_timeout (state->db, BUSY_TIMEOUT_MS);
   /* Each rampmail is a short process: checkpointing the WAL into the
    * database and deleting it at every exit cost three disk syncs per
@@ -120,6 +163,8 @@ rm_state_free (RmState *state)
 {
   if (state == NULL)
     return;
+  if (state->stmts != NULL)
+    g_hash_table_destroy (state->stmts);
   sqlite3_close (state->db);
   g_free (state);
 }
@@ -130,17 +175,17 @@ read_count (RmState *state, const char *day, const char *server)
   sqlite3_stmt *stmt = NULL;
   gint64 count = 0;
 
-  if (sqlite3_prepare_v2 (state->db,
-                          "SELECT count FROM picks"
-                          " WHERE server = ?1 AND day = ?2",
-                          -1, &stmt, NULL)
+  if (cached_prepare (state,
+                      "SELECT count FROM picks"
+                      " WHERE server = ?1 AND day = ?2",
+                      &stmt)
       != SQLITE_OK)
     return 0;
   sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 2, day, -1, SQLITE_STATIC);
   if (sqlite3_step (stmt) == SQLITE_ROW)
     count = sqlite3_column_int64 (stmt, 0);
-  sqlite3_finalize (stmt);
+  done (stmt);
   return count;
 }
 
@@ -150,17 +195,17 @@ add_pick (RmState *state, const char *day, const char *server, GError **error)
   sqlite3_stmt *stmt = NULL;
   int rc;
 
-  if (sqlite3_prepare_v2 (state->db,
-                          "INSERT INTO picks (server, day, count)"
-                          " VALUES (?1, ?2, 1) ON CONFLICT (server, day)"
-                          " DO UPDATE SET count = count + 1",
-                          -1, &stmt, NULL)
+  if (cached_prepare (state,
+                      "INSERT INTO picks (server, day, count)"
+                      " VALUES (?1, ?2, 1) ON CONFLICT (server, day)"
+                      " DO UPDATE SET count = count + 1",
+                      &stmt)
       != SQLITE_OK)
     return db_fail (state, "prepare", error);
   sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
   sqlite3_bind_text (stmt, 2, day, -1, SQLITE_STATIC);
   rc = sqlite3_step (stmt);
-  sqlite3_finalize (stmt);
+  done (stmt);
   if (rc != SQLITE_DONE)
     return db_fail (state, "update", error);
   return TRUE;
@@ -205,15 +250,14 @@ rm_state_backoff_until (RmState *state, const char *server)
   sqlite3_stmt *stmt = NULL;
   gint64 until = 0;
 
-  if (sqlite3_prepare_v2 (state->db,
-                          "SELECT until FROM backoff WHERE server = ?1", -1,
-                          &stmt, NULL)
+  if (cached_prepare (state, "SELECT until FROM backoff WHERE server = ?1",
+                      &stmt)
       != SQLITE_OK)
     return 0;
   sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
   if (sqlite3_step (stmt) == SQLITE_ROW)
     until = sqlite3_column_int64 (stmt, 0);
-  sqlite3_finalize (stmt);
+  done (stmt);
   return until;
 }
 
@@ -238,9 +282,8 @@ rm_state_server_result (RmState *state, const char *server, gboolean ok,
 
   if (ok)
     {
-      if (sqlite3_prepare_v2 (state->db,
-                              "DELETE FROM backoff WHERE server = ?1", -1,
-                              &stmt, NULL)
+      if (cached_prepare (state, "DELETE FROM backoff WHERE server = ?1",
+                          &stmt)
           != SQLITE_OK)
         {
           db_fail (state, "prepare", error);
@@ -252,23 +295,21 @@ rm_state_server_result (RmState *state, const char *server, gboolean ok,
     {
       if (!exec_sql (state, "BEGIN IMMEDIATE", error))
         return 0;
-      if (sqlite3_prepare_v2 (
-              state->db, "SELECT failures FROM backoff WHERE server = ?1", -1,
-              &stmt, NULL)
+      if (cached_prepare (
+              state, "SELECT failures FROM backoff WHERE server = ?1", &stmt)
           == SQLITE_OK)
         {
           sqlite3_bind_text (stmt, 1, server, -1, SQLITE_STATIC);
           if (sqlite3_step (stmt) == SQLITE_ROW)
             failures = sqlite3_column_int64 (stmt, 0);
-          sqlite3_finalize (stmt);
+          done (stmt);
         }
       failures++;
       delay = rm_state_retry_delay ((guint) failures, min, max);
-      if (sqlite3_prepare_v2 (
-              state->db,
-              "INSERT OR REPLACE INTO backoff"
-              " (server, failures, until) VALUES (?1, ?2, ?3)",
-              -1, &stmt, NULL)
+      if (cached_prepare (state,
+                          "INSERT OR REPLACE INTO backoff"
+                          " (server, failures, until) VALUES (?1, ?2, ?3)",
+                          &stmt)
           != SQLITE_OK)
         {
           sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
@@ -282,7 +323,7 @@ rm_state_server_result (RmState *state, const char *server, gboolean ok,
       sqlite3_bind_int64 (stmt, 3, now + delay);
     }
   rc = sqlite3_step (stmt);
-  sqlite3_finalize (stmt);
+  done (stmt);
   if (rc != SQLITE_DONE)
     {
       if (!ok)
@@ -306,15 +347,15 @@ rm_state_count (RmState *state, const char *day, const char *server)
 
 /* ---- quotas --------------------------------------------------------------- */
 
-/* A statement with text and integer parameters bound in order: "s" binds
- * the next const char *, "i" the next gint64. NULL if it cannot be
- * prepared. */
+/* A statement (sql: a literal, see cached_prepare) with text and integer
+ * parameters bound in order: "s" binds the next const char *, "i" the
+ * next gint64. NULL if it cannot be prepared. */
 static sqlite3_stmt *
 prepare_va (RmState *state, const char *sql, const char *types, va_list ap)
 {
   sqlite3_stmt *stmt = NULL;
 
-  if (sqlite3_prepare_v2 (state->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+  if (cached_prepare (state, sql, &stmt) != SQLITE_OK)
     return NULL;
   for (int i = 0; types[i] != '\0'; i++)
     if (types[i] == 's')
@@ -350,7 +391,7 @@ query_int (RmState *state, const char *sql, const char *types, ...)
   va_end (ap);
   if (stmt != NULL && sqlite3_step (stmt) == SQLITE_ROW)
     value = sqlite3_column_int64 (stmt, 0);
-  sqlite3_finalize (stmt);
+  done (stmt);
   return value;
 }
 
@@ -400,8 +441,7 @@ reap_reservations (RmState *state)
   sqlite3_stmt *stmt = NULL;
   g_autoptr (GArray) dead = g_array_new (FALSE, FALSE, sizeof (gint64));
 
-  if (sqlite3_prepare_v2 (state->db, "SELECT id, pid FROM reserved", -1,
-                          &stmt, NULL)
+  if (cached_prepare (state, "SELECT id, pid FROM reserved", &stmt)
       != SQLITE_OK)
     return;
   while (sqlite3_step (stmt) == SQLITE_ROW)
@@ -412,7 +452,7 @@ reap_reservations (RmState *state)
       if (pid != getpid () && kill (pid, 0) < 0 && errno == ESRCH)
         g_array_append_val (dead, id);
     }
-  sqlite3_finalize (stmt);
+  done (stmt);
   for (guint i = 0; i < dead->len; i++)
     {
       gint64 id = g_array_index (dead, gint64, i);
@@ -429,8 +469,8 @@ reap_reservations (RmState *state)
         sqlite3_step (move);
       if (drop != NULL)
         sqlite3_step (drop);
-      sqlite3_finalize (move);
-      sqlite3_finalize (drop);
+      done (move);
+      done (drop);
     }
 }
 
@@ -454,7 +494,7 @@ history (RmState *state, const char *server, const char *today)
       if (d.day != 0)
         g_array_append_val (days, d);
     }
-  sqlite3_finalize (stmt);
+  done (stmt);
   return days;
 }
 
@@ -649,7 +689,7 @@ rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
                   "sisii", specs[*chosen].server, now, today,
                   (gint64) *granted, (gint64) getpid ());
   rc = stmt ? sqlite3_step (stmt) : SQLITE_ERROR;
-  sqlite3_finalize (stmt);
+  done (stmt);
   if (rc != SQLITE_DONE)
     {
       db_fail (state, "reserve", error);
@@ -680,7 +720,7 @@ rm_state_mark_sending (RmState *state, gint64 reservation)
   sqlite3_exec (state->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
   if (stmt != NULL)
     sqlite3_step (stmt);
-  sqlite3_finalize (stmt);
+  done (stmt);
   sqlite3_exec (state->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 }
 
@@ -704,12 +744,12 @@ rm_state_settle (RmState *state, gint64 reservation, guint used, gint64 now,
                       " WHERE id = ?1",
                       "iisi", reservation, now, today, (gint64) used);
       ok = stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
-      sqlite3_finalize (stmt);
+      done (stmt);
     }
   stmt = prepare (state, "DELETE FROM reserved WHERE id = ?1", "i",
                   reservation);
   ok = ok && stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
-  sqlite3_finalize (stmt);
+  done (stmt);
   if (!ok)
     {
       db_fail (state, "settle", error);
@@ -730,7 +770,7 @@ rm_state_server_hold (RmState *state, const char *server, gint64 until,
                                 "sis", server, until, reason);
   int rc = stmt ? sqlite3_step (stmt) : SQLITE_ERROR;
 
-  sqlite3_finalize (stmt);
+  done (stmt);
   if (rc != SQLITE_DONE)
     return db_fail (state, "hold", error);
   return TRUE;
@@ -748,7 +788,7 @@ rm_state_backoff_reason (RmState *state, const char *server)
   if (stmt != NULL && sqlite3_step (stmt) == SQLITE_ROW
       && sqlite3_column_text (stmt, 0) != NULL)
     reason = g_strdup ((const char *) sqlite3_column_text (stmt, 0));
-  sqlite3_finalize (stmt);
+  done (stmt);
   return reason;
 }
 
