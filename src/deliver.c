@@ -107,6 +107,7 @@ typedef struct {
   gboolean waiting;         /* some recipients wait for an allowance */
   gint64 next_window;       /* when the first server may take them */
   gboolean finished;        /* recorded and unlocked; nothing left to do */
+  gboolean removing;        /* envelope removed; see finish_removals */
 } Job;
 
 static void
@@ -546,6 +547,7 @@ typedef struct {
   Part *part;
   RmDeliverStats *stats;
   SessionNews *news;
+  GArray *settles;  /* RmSettle: recorded once the session is over */
   char *sender;     /* envelope sender for this server */
   int rewritten_fd; /* From rewritten for the account, or -1 */
   gboolean sorted;
@@ -554,6 +556,7 @@ typedef struct {
 } Outgoing;
 
 static void finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats);
+static void finish_removals (RmContext *ctx, Job *const *jobs, guint n);
 
 /* Sorts each recipient of a part after its message is done. Returns the
  * recipients that count against the server's allowance. */
@@ -612,16 +615,16 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
   return used;
 }
 
-/* Records one message's outcome at once: the allowance it used, and an
- * entry with nothing left to try is finished (removed from the queue,
- * bounces queued), so that a crash later in the session cannot send it
- * twice. */
+/* Records one message's outcome at once: an entry with nothing left to
+ * try is finished (its envelope removed, bounces queued), so that a
+ * killed process cannot send it twice. The allowance it used is recorded
+ * with the session's others when the session is over (until then its
+ * whole reservation counts, and a killed process's counts as used). */
 static void
 outgoing_settle (Outgoing *out, const RmAttempt *attempt)
 {
   Job *job = out->part->job;
-  g_autoptr (GError) error = NULL;
-  guint used;
+  RmSettle settle = { out->part->reservation, 0, 0 };
 
   if (out->sorted)
     return;
@@ -629,7 +632,8 @@ outgoing_settle (Outgoing *out, const RmAttempt *attempt)
   job->attempted = TRUE;
   out->log = g_array_new (FALSE, FALSE, sizeof (LogLine));
   g_array_set_clear_func (out->log, log_line_clear);
-  used = sort_outcomes (out, attempt);
+  settle.used = sort_outcomes (out, attempt);
+  settle.ts = now_seconds ();
   /* The queue first: the shorter the time between the server's reply and
    * this record, the smaller the window for a duplicate after a crash. */
   if (job->entry->rcpts->len == 0)
@@ -645,9 +649,7 @@ outgoing_settle (Outgoing *out, const RmAttempt *attempt)
                      line->reply);
     }
   g_clear_pointer (&out->log, g_array_unref);
-  if (!rm_state_settle (out->ctx->state, out->part->reservation, used,
-                        now_seconds (), out->ctx->tz, &error))
-    rm_log_error ("%s: %s", job->entry->id, error->message);
+  g_array_append_val (out->settles, settle);
 }
 
 static void
@@ -776,6 +778,9 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
   g_autofree RmMessage **msgs = g_new0 (RmMessage *, parts->len);
   g_autofree RmAttempt *attempts = g_new0 (RmAttempt, parts->len);
   SessionNews news = { FALSE, VERDICT_NONE, NULL };
+  g_autoptr (GArray) settles = g_array_sized_new (
+      FALSE, FALSE, sizeof (RmSettle), parts->len);
+  g_autofree Job **jobs = g_new0 (Job *, parts->len);
   const RmTransportOps *ops;
   gboolean sent = FALSE;
   char *password = NULL;
@@ -789,6 +794,8 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
       outgoing_fill (&out[i], ctx, part);
       out[i].stats = stats;
       out[i].news = &news;
+      out[i].settles = settles;
+      jobs[i] = part->job;
       if (out[i].msg.data_fd < 0)
         {
           RmAttempt failed = { RM_RESULT_TEMPFAIL, 0,
@@ -827,6 +834,11 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
         }
       outgoing_clear (&out[i]);
     }
+  if (!rm_state_settle (ctx->state, (const RmSettle *) settles->data,
+                        settles->len, ctx->tz, &error))
+    rm_log_error ("server %s: %s", conf->name, error->message);
+  g_clear_error (&error);
+  finish_removals (ctx, jobs, parts->len);
   if (n > 0)
     judge_server (ctx, conf, sent, &news);
   g_free (news.verdict_reply);
@@ -862,6 +874,7 @@ deliver_jobs (RmContext *ctx, const RmRunOptions *run, GPtrArray *jobs,
           g_direct_hash, g_direct_equal, NULL,
           (GDestroyNotify) g_ptr_array_unref);
 
+      rm_state_batch_begin (ctx->state);
       for (guint i = 0; i < jobs->len; i++)
         {
           Job *job = jobs->pdata[i];
@@ -870,6 +883,12 @@ deliver_jobs (RmContext *ctx, const RmRunOptions *run, GPtrArray *jobs,
             continue;
           job->retry_elsewhere = FALSE;
           assign_job (ctx, run, job, groups);
+        }
+      if (!rm_state_batch_end (ctx->state, &error))
+        {
+          /* Nothing is reserved: send nothing; the entries stay queued. */
+          rm_log_error ("%s", error->message);
+          return;
         }
       if (g_hash_table_size (groups) == 0)
         return;
@@ -1057,11 +1076,7 @@ finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
   if (job->attempted)
     stats->attempted++;
   if (entry->rcpts->len == 0)
-    {
-      ok = rm_queue_remove (ctx->queue, entry->id, &error);
-      if (ok)
-        rm_log_info ("%s: removed", entry->id);
-    }
+    job->removing = ok = rm_queue_remove_env (ctx->queue, entry->id, &error);
   else
     {
       gint64 was_next = entry->next_attempt;
@@ -1079,6 +1094,45 @@ finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
     }
   if (!ok)
     rm_log_error ("%s: %s", entry->id, error->message);
+}
+
+/* Completes the removals finish_job began for jobs: one sync of env/ for
+ * them all, then their data. Until the sync, a power loss (not a killed
+ * process) could bring an envelope back, and its message would be sent
+ * again; the data stays until then, so such an entry is whole. */
+static void
+finish_removals (RmContext *ctx, Job *const *jobs, guint n)
+{
+  g_autoptr (GError) error = NULL;
+  gboolean any = FALSE;
+
+  for (guint i = 0; i < n && !any; i++)
+    any = jobs[i]->removing;
+  if (!any)
+    return;
+  if (!rm_queue_sync_removals (ctx->queue, &error))
+    {
+      /* The data stays: the next queue run clears it as an orphan. */
+      rm_log_error ("%s", error->message);
+      for (guint i = 0; i < n; i++)
+        jobs[i]->removing = FALSE;
+      return;
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      Job *job = jobs[i];
+
+      if (!job->removing)
+        continue;
+      job->removing = FALSE;
+      if (rm_queue_remove_data (ctx->queue, job->entry->id, &error))
+        rm_log_info ("%s: removed", job->entry->id);
+      else
+        {
+          rm_log_error ("%s: %s", job->entry->id, error->message);
+          g_clear_error (&error);
+        }
+    }
 }
 
 gboolean
@@ -1113,6 +1167,7 @@ rm_deliver_run (RmContext *ctx, const RmRunOptions *run,
           if (!job->finished)
             finish_job (ctx, job, stats);
         }
+      finish_removals (ctx, (Job *const *) jobs->pdata, jobs->len);
     }
   return TRUE;
 }

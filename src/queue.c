@@ -540,24 +540,43 @@ rm_queue_update (RmQueue *queue, RmEntry *entry, GError **error)
 }
 
 gboolean
-rm_queue_remove (RmQueue *queue, const char *id, GError **error)
+rm_queue_remove_env (RmQueue *queue, const char *id, GError **error)
 {
   g_autofree char *env = queue_path (queue, "env", id, NULL);
-  g_autofree char *data = queue_path (queue, "data", id, NULL);
 
   if (g_unlink (env) < 0 && errno != ENOENT)
     {
       rm_error_set_errno (error, errno, RM_ERROR_IO, "remove %s", env);
       return FALSE;
     }
-  if (!fsync_dir (queue, "env", error))
-    return FALSE;
+  return TRUE;
+}
+
+gboolean
+rm_queue_sync_removals (RmQueue *queue, GError **error)
+{
+  return fsync_dir (queue, "env", error);
+}
+
+gboolean
+rm_queue_remove_data (RmQueue *queue, const char *id, GError **error)
+{
+  g_autofree char *data = queue_path (queue, "data", id, NULL);
+
   if (g_unlink (data) < 0 && errno != ENOENT)
     {
       rm_error_set_errno (error, errno, RM_ERROR_IO, "remove %s", data);
       return FALSE;
     }
   return TRUE;
+}
+
+gboolean
+rm_queue_remove (RmQueue *queue, const char *id, GError **error)
+{
+  return rm_queue_remove_env (queue, id, error)
+         && rm_queue_sync_removals (queue, error)
+         && rm_queue_remove_data (queue, id, error);
 }
 
 /* An unlocked data/ID without env/ID: a commit or a removal killed

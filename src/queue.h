@@ -111,6 +111,14 @@ gboolean rm_queue_update (RmQueue *queue, RmEntry *entry, GError **error);
 /* Removes a fully delivered entry: the envelope first, then the data. */
 gboolean rm_queue_remove (RmQueue *queue, const char *id, GError **error);
 
+/* The same in three steps, for many entries with one disk sync: remove
+ * each envelope (at once: a killed process never sends it again), sync
+ * the env/ folder once, then remove each data file. */
+gboolean rm_queue_remove_env (RmQueue *queue, const char *id, GError **error);
+gboolean rm_queue_sync_removals (RmQueue *queue, GError **error);
+gboolean rm_queue_remove_data (RmQueue *queue, const char *id,
+                               GError **error);
+
 /* Removes files in tmp/ older than max_age seconds (what a submission or a
  * bounce killed before its commit left behind), and data/ files as old
  * that have no envelope (a commit or a removal killed between its two

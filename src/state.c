@@ -24,6 +24,7 @@ struct RmState {
   /* Prepared statements, by the address of their SQL text (a literal):
    * preparing is a third of a queue run's work otherwise. */
   GHashTable *stmts;
+  gboolean in_batch; /* in rm_state_batch_begin's transaction */
 };
 
 static gboolean
@@ -671,14 +672,17 @@ rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
 
   *granted = 0;
   *reservation = 0;
-  if (!exec_sql (state, "BEGIN IMMEDIATE", error))
+  if (!exec_sql (state,
+                 state->in_batch ? "SAVEPOINT reserve" : "BEGIN IMMEDIATE",
+                 error))
     return FALSE;
   reap_reservations (state);
   if (!pick_server (state, specs, n_specs, selector, rnd, now, tz, chosen,
                     &left, next_window, error))
     goto fail;
   if (left == 0)
-    return exec_sql (state, "COMMIT", error);
+    return exec_sql (state, state->in_batch ? "RELEASE reserve" : "COMMIT",
+                     error);
 
   *granted = (guint) MIN ((guint64) want, left);
   if (specs[*chosen].max_rcpts > 0)
@@ -696,11 +700,37 @@ rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
       goto fail;
     }
   *reservation = sqlite3_last_insert_rowid (state->db);
-  return exec_sql (state, "COMMIT", error);
+  if (exec_sql (state, state->in_batch ? "RELEASE reserve" : "COMMIT", error))
+    return TRUE;
 
 fail:
-  sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_exec (state->db,
+                state->in_batch ? "ROLLBACK TO reserve; RELEASE reserve"
+                                : "ROLLBACK",
+                NULL, NULL, NULL);
   *granted = 0;
+  *reservation = 0;
+  return FALSE;
+}
+
+void
+rm_state_batch_begin (RmState *state)
+{
+  if (!state->in_batch)
+    state->in_batch = sqlite3_exec (state->db, "BEGIN IMMEDIATE", NULL, NULL,
+                                    NULL)
+                      == SQLITE_OK;
+}
+
+gboolean
+rm_state_batch_end (RmState *state, GError **error)
+{
+  if (!state->in_batch)
+    return TRUE;
+  state->in_batch = FALSE;
+  if (exec_sql (state, "COMMIT", error))
+    return TRUE;
+  sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
   return FALSE;
 }
 
@@ -725,31 +755,43 @@ rm_state_mark_sending (RmState *state, gint64 reservation)
 }
 
 gboolean
-rm_state_settle (RmState *state, gint64 reservation, guint used, gint64 now,
+rm_state_settle (RmState *state, const RmSettle *settles, guint n,
                  GTimeZone *tz, GError **error)
 {
-  g_autofree char *today = day_text (now, tz);
-  sqlite3_stmt *stmt;
   gboolean ok = TRUE;
+  guint live = 0;
 
-  if (reservation == 0)
+  for (guint i = 0; i < n; i++)
+    live += settles[i].reservation != 0;
+  if (live == 0)
     return TRUE;
   if (!exec_sql (state, "BEGIN IMMEDIATE", error))
     return FALSE;
-  if (used > 0)
+  for (guint i = 0; ok && i < n; i++)
     {
-      stmt = prepare (state,
-                      "INSERT INTO sent (server, ts, day, rcpts)"
-                      " SELECT server, ?2, ?3, ?4 FROM reserved"
-                      " WHERE id = ?1",
-                      "iisi", reservation, now, today, (gint64) used);
-      ok = stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
+      const RmSettle *s = &settles[i];
+      sqlite3_stmt *stmt;
+
+      if (s->reservation == 0)
+        continue;
+      if (s->used > 0)
+        {
+          g_autofree char *day = day_text (s->ts, tz);
+
+          stmt = prepare (state,
+                          "INSERT INTO sent (server, ts, day, rcpts)"
+                          " SELECT server, ?2, ?3, ?4 FROM reserved"
+                          " WHERE id = ?1",
+                          "iisi", s->reservation, s->ts, day,
+                          (gint64) s->used);
+          ok = stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
+          done (stmt);
+        }
+      stmt = prepare (state, "DELETE FROM reserved WHERE id = ?1", "i",
+                      s->reservation);
+      ok = ok && stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
       done (stmt);
     }
-  stmt = prepare (state, "DELETE FROM reserved WHERE id = ?1", "i",
-                  reservation);
-  ok = ok && stmt != NULL && sqlite3_step (stmt) == SQLITE_DONE;
-  done (stmt);
   if (!ok)
     {
       db_fail (state, "settle", error);

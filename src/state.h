@@ -114,10 +114,26 @@ gboolean rm_state_reserve (RmState *state, const RmQuotaSpec *specs,
  * used. */
 void rm_state_mark_sending (RmState *state, gint64 reservation);
 
-/* Ends a reservation: used recipients (accepted, or outcome unknown) are
- * recorded as sent at now; the rest of it is released. */
-gboolean rm_state_settle (RmState *state, gint64 reservation, guint used,
-                          gint64 now, GTimeZone *tz, GError **error);
+/* The outcome of one reservation: used recipients (accepted, or outcome
+ * unknown) are recorded as sent at ts; the rest of it is released. */
+typedef struct {
+  gint64 reservation; /* 0: none, skipped */
+  guint used;
+  gint64 ts;
+} RmSettle;
+
+/* Ends n reservations in one transaction (one disk sync). Until then they
+ * count as reserved, so that other processes never see more room than
+ * there is. */
+gboolean rm_state_settle (RmState *state, const RmSettle *settles, guint n,
+                          GTimeZone *tz, GError **error);
+
+/* Makes the reservations up to rm_state_batch_end one transaction (one
+ * disk sync); the database is locked for other writers meanwhile, so a
+ * batch holds no network wait. If begin fails, each reservation is its
+ * own transaction, as without a batch. */
+void rm_state_batch_begin (RmState *state);
+gboolean rm_state_batch_end (RmState *state, GError **error);
 
 /* Today's count for server (0 if none), for listings. */
 gint64 rm_state_count (RmState *state, const char *day, const char *server);
