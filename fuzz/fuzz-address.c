@@ -130,6 +130,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     check_mailbox (one);
   g_free (one);
 
+  /* Qualifying is idempotent: what it gives has nothing left to qualify. */
+  one = rm_address_qualify_list (text, "example.com");
+  if (one != NULL)
+    {
+      char *again = rm_address_qualify_list (one, "example.com");
+
+      CHECK (again == NULL);
+      CHECK (strlen (one) > strlen (text));
+      g_free (again);
+      g_free (one);
+    }
+
   (void) rm_address_has_domain (text);
   (void) rm_address_is_ascii (text);
   (void) rm_address_equal (text, "a@example.com");

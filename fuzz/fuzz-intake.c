@@ -98,6 +98,7 @@ run_once (const uint8_t *data, size_t size, gboolean ignore_dots,
   params.ignore_dots = ignore_dots;
   params.default_from = "Fuzz <fuzz@example.org>";
   params.message_id = "<fuzz.1@example.org>";
+  params.domain = "example.org";
   params.now = now;
   if (rm_intake_stream (in_fd, out_fd, &params, &result, &error))
     {

@@ -1171,3 +1171,151 @@ rm_address_is_ascii (const char *s)
       return FALSE;
   return TRUE;
 }
+
+/* ---- qualifying header fields -------------------------------------------- */
+
+/* The end of the quoted string or comment that starts at p ('"' or '('),
+ * just past its closing character; NULL if it is not closed. */
+static const char *
+skip_enclosed (const char *p)
+{
+  char open = *p;
+  int depth = 0;
+
+  for (; *p != '\0'; p++)
+    {
+      if (*p == '\\' && p[1] != '\0')
+        p++;
+      else if (open == '"' && *p == '"' && depth++ > 0)
+        return p + 1;
+      else if (open == '(' && *p == '(')
+        depth++;
+      else if (open == '(' && *p == ')' && --depth == 0)
+        return p + 1;
+    }
+  return NULL;
+}
+
+/* In [start, end), an element of an address list without angle brackets:
+ * if it is one bare local part (a dot-atom or a quoted string, with
+ * comments and white space around it), the position just after it, where
+ * "@domain" goes; NULL otherwise (an address with a domain, a phrase, an
+ * empty element). */
+static const char *
+bare_local_end (const char *start, const char *end)
+{
+  const char *local_end = NULL;
+  gboolean in_local = FALSE;
+
+  for (const char *p = start; p < end;)
+    {
+      if (*p == '(')
+        {
+          p = skip_enclosed (p);
+          in_local = FALSE;
+          if (p == NULL)
+            return NULL;
+        }
+      else if (g_ascii_isspace (*p))
+        {
+          p++;
+          in_local = FALSE;
+        }
+      else if (*p == '"' || *p == '.' || is_atext ((unsigned char) *p))
+        {
+          /* a second word after a gap: a phrase, not an address */
+          if (local_end != NULL && !in_local)
+            return NULL;
+          p = *p == '"' ? skip_enclosed (p) : p + 1;
+          if (p == NULL)
+            return NULL;
+          in_local = TRUE;
+          local_end = p;
+        }
+      else
+        return NULL; /* '@', '[', ... */
+    }
+  return local_end;
+}
+
+/* TRUE if [start, end) (the inside of angle brackets) holds an address
+ * without a domain; "<>" and routes ("@a,@b:x@y") are left alone. */
+static gboolean
+angle_needs_domain (const char *start, const char *end)
+{
+  gboolean content = FALSE;
+
+  for (const char *p = start; p < end;)
+    if (*p == '"')
+      {
+        p = skip_enclosed (p);
+        if (p == NULL)
+          return FALSE;
+        content = TRUE;
+      }
+    else if (*p == '@' || *p == '<')
+      return FALSE;
+    else
+      {
+        content = content || !g_ascii_isspace (*p);
+        p++;
+      }
+  return content;
+}
+
+char *
+rm_address_qualify_list (const char *text, const char *domain)
+{
+  g_autoptr (GString) out = NULL;
+  gboolean changed = FALSE;
+  const char *p = text;
+
+  g_return_val_if_fail (text != NULL && domain != NULL, NULL);
+
+  out = g_string_sized_new (strlen (text) + strlen (domain) + 8);
+  while (*p != '\0')
+    {
+      const char *seg = p, *open = NULL, *close = NULL, *q = p;
+      const char *at = NULL;
+
+      /* one element: up to ',' or ';', or ':' after a group's name */
+      while (*q != '\0' && *q != ',' && *q != ';' && *q != ':')
+        {
+          if (*q == '"' || *q == '(')
+            q = skip_enclosed (q);
+          else if (*q == '<')
+            {
+              open = q++;
+              while (q != NULL && *q != '\0' && *q != '>')
+                q = *q == '"' ? skip_enclosed (q) : q + 1;
+              if (q == NULL || *q != '>')
+                return NULL;
+              close = q++;
+            }
+          else
+            q++;
+          if (q == NULL)
+            return NULL; /* unclosed quote or comment: leave it */
+        }
+      if (*q != ':')
+        {
+          if (open != NULL && angle_needs_domain (open + 1, close))
+            at = close;
+          else if (open == NULL)
+            at = bare_local_end (seg, q);
+        }
+      if (at != NULL)
+        {
+          g_string_append_len (out, seg, at - seg);
+          g_string_append_c (out, '@');
+          g_string_append (out, domain);
+          seg = at;
+          changed = TRUE;
+        }
+      g_string_append_len (out, seg, q - seg);
+      if (*q != '\0')
+        g_string_append_c (out, *q++);
+      p = q;
+    }
+  return changed ? g_string_free (g_steal_pointer (&out), FALSE) : NULL;
+}

@@ -48,6 +48,14 @@ gboolean rm_address_equal (const char *a, const char *b);
 /* TRUE if mailbox has a domain part. */
 gboolean rm_address_has_domain (const char *mailbox);
 
+/* For a header field that holds an address list (From, To, Cc, ...):
+ * returns a copy of text in which every address without a domain ("root",
+ * "root (Cron Daemon)", "Ops <ops>") has "@domain" appended, display
+ * names, comments, quoting, group names and spacing kept as written; NULL
+ * when there is nothing to change, and when text is not well formed
+ * (unclosed quotes, comments or brackets), which is then left alone. */
+char *rm_address_qualify_list (const char *text, const char *domain);
+
 /* TRUE if every octet of s is 7-bit. */
 gboolean rm_address_is_ascii (const char *s);
 

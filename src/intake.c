@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "address.h"
 #include "errors.h"
 #include "intake.h"
 #include "mime.h"
@@ -397,6 +398,47 @@ headers_add_missing (Headers *h)
     headers_append (h, "Message-ID", p->message_id);
 }
 
+/* Fields that hold address lists, where a bare local name ("root")
+ * gets the domain, as it does in the envelope. */
+static const char *const address_fields[] = {
+  "From",        "Sender",        "Reply-To",  "To",       "Cc",
+  "Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc"
+};
+
+/* Qualifies bare local names in address fields, unless a DKIM signature
+ * covers the header as it is. */
+static void
+headers_qualify (Headers *h)
+{
+  const char *domain = h->params->domain;
+
+  if (domain == NULL || *domain == '\0' || h->result->dkim)
+    return;
+  for (guint i = 0; i < h->fields->len; i++)
+    {
+      Field *f = h->fields->pdata[i];
+      g_autofree char *value = NULL;
+      g_autofree char *qualified = NULL;
+      g_autofree char *flat = NULL;
+      g_autofree char *folded = NULL;
+      gsize k = 0;
+
+      while (k < G_N_ELEMENTS (address_fields)
+             && !is_named (f, address_fields[k]))
+        k++;
+      if (k == G_N_ELEMENTS (address_fields))
+        continue;
+      value = field_value (f);
+      qualified = rm_address_qualify_list (value, domain);
+      if (qualified == NULL)
+        continue;
+      flat = g_strdup_printf ("%s: %s", f->name, qualified);
+      folded = rm_intake_fold (flat);
+      g_string_assign (f->raw, folded);
+      h->result->fields_qualified++;
+    }
+}
+
 /* Downgrades 8-bit fields and folds over-long ones. */
 static void
 headers_make_sendable (Headers *h)
@@ -435,6 +477,7 @@ headers_write (Headers *h, Writer *w, GError **error)
   h->result->dkim = headers_have (h, "DKIM-Signature");
   headers_take_recipients (h);
   headers_merge_repeats (h);
+  headers_qualify (h);
   headers_add_missing (h);
   for (guint i = 0; i < h->fields->len && h->result->from == NULL; i++)
     if (is_named (h->fields->pdata[i], "From"))

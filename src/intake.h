@@ -37,21 +37,24 @@ typedef struct {
   const char *default_from; /* From: value to add when missing */
   const char *message_id;   /* Message-ID value (with <>) to add */
   const char *received;     /* Received value put first, or NULL */
+  const char *domain;       /* appended to bare local names in address
+                             * fields (From, To, ...), or NULL */
   GDateTime *now;           /* for an added Date: */
 } RmIntakeParams;
 
 typedef struct {
-  GPtrArray *to;        /* unfolded values of To, Cc and Bcc (char *) */
-  GPtrArray *resent;    /* unfolded values of Resent-To, -Cc and -Bcc */
-  gboolean eight_bit;   /* the body holds octets above 127 */
-  gboolean long_lines;  /* a body line is longer than RM_MAX_LINE */
-  gboolean dkim;        /* a DKIM-Signature field is present */
-  char *from;           /* the unfolded value of the (first) From field,
+  GPtrArray *to;          /* unfolded values of To, Cc and Bcc (char *) */
+  GPtrArray *resent;      /* unfolded values of Resent-To, -Cc and -Bcc */
+  gboolean eight_bit;     /* the body holds octets above 127 */
+  gboolean long_lines;    /* a body line is longer than RM_MAX_LINE */
+  gboolean dkim;          /* a DKIM-Signature field is present */
+  char *from;             /* the unfolded value of the (first) From field,
                           * as sent */
-  guint nul_removed;    /* NUL octets dropped */
-  guint fields_encoded; /* fields downgraded to encoded-words */
-  guint fields_folded;  /* over-long fields folded */
-  gint64 size;          /* octets written */
+  guint nul_removed;      /* NUL octets dropped */
+  guint fields_encoded;   /* fields downgraded to encoded-words */
+  guint fields_folded;    /* over-long fields folded */
+  guint fields_qualified; /* address fields given the domain */
+  gint64 size;            /* octets written */
 } RmIntakeResult;
 
 /* Reads in_fd to its end (or a lone dot) and writes out_fd. result is

@@ -209,6 +209,7 @@ spool_message (Submission *sub, RmIntakeResult *in, GError **error)
   params.default_from = from;
   params.message_id = msgid;
   params.received = received;
+  params.domain = config->domain;
   params.now = now;
   return rm_intake_stream (sub->source->fd, sub->fd, &params, in, error);
 }

@@ -332,6 +332,10 @@ EOF
   check "cron MAILTO=root: one From, cron's" \
     test "$(msg $n field From | grep -c 'Cron Daemon')" -eq 1 \
     -a "$(msg $n field From | wc -l)" -eq 1
+  expect_eq "cron MAILTO=root: cron's bare From: root given the domain" \
+    "root@example.test (Cron Daemon)" "$(msg $n field From)"
+  expect_eq "cron MAILTO=root: its To: root too (the header is not aliased)" \
+    "root@example.test" "$(msg $n field To)"
   expect_eq "cron MAILTO=root: the X-Cron-Env fields kept" 5 \
     "$(msg $n field X-Cron-Env | wc -l)"
   printf '%s:\nSicherung fertig: 3 Dateien, Größe 12 MB – ok\n.\n.hidden\n' \

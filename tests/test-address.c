@@ -992,6 +992,50 @@ test_aliases_unreadable (AliasFixture *fx, gconstpointer data G_GNUC_UNUSED)
   g_assert_nonnull (strstr (error->message, fx->path));
 }
 
+/* Header address lists: bare local names get the domain, nothing else
+ * changes. */
+static void
+test_qualify (void)
+{
+  static const struct {
+    const char *in, *out; /* out NULL: unchanged */
+  } cases[] = {
+    { "root", "root@example.test" },
+    { "root (Cron Daemon)", "root@example.test (Cron Daemon)" },
+    { "(Cron Daemon) root", "(Cron Daemon) root@example.test" },
+    { "Ops <ops>", "Ops <ops@example.test>" },
+    { "\"Doe, John\" <jd>, x@example.org",
+      "\"Doe, John\" <jd@example.test>, x@example.org" },
+    { "a, b@example.org, c",
+      "a@example.test, b@example.org, c@example.test" },
+    { "first.last", "first.last@example.test" },
+    { "\"john smith\"", "\"john smith\"@example.test" },
+    { "Team: a, b@example.org;", "Team: a@example.test, b@example.org;" },
+    { "undisclosed-recipients:;", NULL },
+    { "root@localhost", NULL },
+    { "Root <root@localhost> (admin)", NULL },
+    { "<>", NULL },
+    { "<@relay.example:user@example.org>", NULL },
+    { "John Smith", NULL },
+    { "(just a comment)", NULL },
+    { "", NULL },
+    { "\"unclosed", NULL },
+    { "root (unclosed", NULL },
+    { "Ops <ops", NULL },
+    { "a <b<c>", NULL },
+    { "user@[192.0.2.1]", NULL },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *got = rm_address_qualify_list (cases[i].in,
+                                                      "example.test");
+
+      g_test_message ("in: %s", cases[i].in);
+      g_assert_cmpstr (got, ==, cases[i].out);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1013,6 +1057,7 @@ main (int argc, char **argv)
   g_test_add_func ("/address/is-ascii", test_is_ascii);
   g_test_add_func ("/address/injection", test_injection);
   g_test_add_func ("/address/random", test_random);
+  g_test_add_func ("/address/qualify", test_qualify);
 
   g_test_add ("/aliases/load", AliasFixture, NULL, alias_setup,
               test_aliases_load, alias_teardown);

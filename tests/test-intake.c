@@ -41,6 +41,9 @@ read_all (int fd)
   return g_string_free (s, FALSE);
 }
 
+/* The domain run_intake qualifies bare names with (NULL: none). */
+static const char *intake_domain;
+
 static void
 run_intake (Run *run, const char *input, gsize len, gboolean ignore_dots)
 {
@@ -48,6 +51,7 @@ run_intake (Run *run, const char *input, gsize len, gboolean ignore_dots)
   RmIntakeParams params = { .ignore_dots = ignore_dots,
                             .default_from = "Default <d@example.test>",
                             .message_id = "<id@example.test>",
+                            .domain = intake_domain,
                             .now = now };
   int in = temp_fd_with (input, len);
   int out = temp_fd_with ("", 0);
@@ -326,6 +330,44 @@ test_mime_encode_field (void)
     g_assert_cmpint ((unsigned char) *p, <, 128);
 }
 
+/* Bare local names in address fields get the domain (cron's "From:
+ * root"), other fields and qualified addresses are kept, and nothing
+ * changes under a DKIM signature. */
+static void
+test_qualify (void)
+{
+  Run run;
+  const char *in = "From: root (Cron Daemon)\n"
+                   "To: ops, Admin <admin>,\n  other@example.org\n"
+                   "Reply-To: <>\n"
+                   "Subject: root\n"
+                   "X-Note: root\n\nbody\n";
+  const char *signed_in = "DKIM-Signature: v=1; a=rsa-sha256; d=x\n"
+                          "From: root\n\nbody\n";
+
+  intake_domain = "example.test";
+  run_intake (&run, in, strlen (in), TRUE);
+  g_assert_true (run.ok);
+  g_assert_nonnull (
+      strstr (run.out, "From: root@example.test (Cron Daemon)\r\n"));
+  g_assert_nonnull (strstr (run.out, "To: ops@example.test, Admin "
+                                     "<admin@example.test>,  "
+                                     "other@example.org\r\n"));
+  g_assert_nonnull (strstr (run.out, "Reply-To: <>\r\n"));
+  g_assert_nonnull (strstr (run.out, "Subject: root\r\n"));
+  g_assert_nonnull (strstr (run.out, "X-Note: root\r\n"));
+  g_assert_cmpuint (run.result.fields_qualified, ==, 2);
+  g_assert_cmpstr (run.result.from, ==, "root@example.test (Cron Daemon)");
+  run_clear (&run);
+
+  run_intake (&run, signed_in, strlen (signed_in), TRUE);
+  g_assert_true (run.ok);
+  g_assert_nonnull (strstr (run.out, "\r\nFrom: root\r\n"));
+  g_assert_cmpuint (run.result.fields_qualified, ==, 0);
+  run_clear (&run);
+  intake_domain = NULL;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -344,6 +386,7 @@ main (int argc, char **argv)
   g_test_add_func ("/intake/header-too-large", test_header_too_large);
   g_test_add_func ("/intake/format-date", test_format_date);
   g_test_add_func ("/intake/fold", test_fold);
+  g_test_add_func ("/intake/qualify", test_qualify);
   g_test_add_func ("/mime/limit-lines", test_mime_limit_lines);
   g_test_add_func ("/mime/encode-field", test_mime_encode_field);
   return g_test_run ();
