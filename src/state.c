@@ -18,6 +18,8 @@
 #include "state.h"
 
 #define BUSY_TIMEOUT_MS 60000
+/* PRAGMA user_version of a database with the schema below. */
+#define SCHEMA_VERSION 1
 
 struct RmState {
   sqlite3 *db;
@@ -81,6 +83,9 @@ done (sqlite3_stmt *stmt)
   sqlite3_clear_bindings (stmt);
 }
 
+static gint64 query_int (RmState *state, const char *sql, const char *types,
+                         ...);
+
 RmState *
 rm_state_open (const char *state_dir, GError **error)
 {
@@ -120,7 +125,15 @@ rm_state_open (const char *state_dir, GError **error)
    * threshold (1000 pages), by whichever process commits then. */
   sqlite3_db_config (state->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
   if (!exec_sql (state, "PRAGMA journal_mode=WAL", error)
-      || !exec_sql (state, "PRAGMA synchronous=FULL", error)
+      || !exec_sql (state, "PRAGMA synchronous=FULL", error))
+    {
+      g_prefix_error (error, "%s: ", path);
+      return NULL;
+    }
+  /* The schema is made once; user_version says it is there. */
+  if (query_int (state, "PRAGMA user_version", "") == SCHEMA_VERSION)
+    return g_steal_pointer (&state);
+  if (!exec_sql (state, "BEGIN IMMEDIATE", error)
       || !exec_sql (state,
                     "CREATE TABLE IF NOT EXISTS picks ("
                     " server TEXT NOT NULL, day TEXT NOT NULL,"
@@ -151,8 +164,12 @@ rm_state_open (const char *state_dir, GError **error)
                     "CREATE TABLE IF NOT EXISTS backoff ("
                     " server TEXT PRIMARY KEY, failures INTEGER NOT NULL,"
                     " until INTEGER NOT NULL, reason TEXT)",
-                    error))
+                    error)
+      || !exec_sql (
+          state, "PRAGMA user_version = " G_STRINGIFY (SCHEMA_VERSION), error)
+      || !exec_sql (state, "COMMIT", error))
     {
+      sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
       g_prefix_error (error, "%s: ", path);
       return NULL;
     }
