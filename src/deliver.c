@@ -774,6 +774,7 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
             RmDeliverStats *stats)
 {
   g_autoptr (GError) error = NULL;
+  g_autoptr (GError) settle_error = NULL;
   g_autofree Outgoing *out = g_new0 (Outgoing, parts->len);
   g_autofree RmMessage **msgs = g_new0 (RmMessage *, parts->len);
   g_autofree RmAttempt *attempts = g_new0 (RmAttempt, parts->len);
@@ -835,9 +836,8 @@ send_group (RmContext *ctx, const RmServerConf *conf, GPtrArray *parts,
       outgoing_clear (&out[i]);
     }
   if (!rm_state_settle (ctx->state, (const RmSettle *) settles->data,
-                        settles->len, ctx->tz, &error))
-    rm_log_error ("server %s: %s", conf->name, error->message);
-  g_clear_error (&error);
+                        settles->len, ctx->tz, &settle_error))
+    rm_log_error ("server %s: %s", conf->name, settle_error->message);
   finish_removals (ctx, jobs, parts->len);
   if (n > 0)
     judge_server (ctx, conf, sent, &news);
