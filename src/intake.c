@@ -397,9 +397,10 @@ headers_add_missing (Headers *h)
     headers_append (h, "Message-ID", p->message_id);
 }
 
-/* Downgrades 8-bit fields and folds over-long ones. */
-static void
-headers_make_sendable (Headers *h)
+/* Downgrades 8-bit fields and folds over-long ones; fails only when the
+ * MIME module cannot be loaded. */
+static gboolean
+headers_make_sendable (Headers *h, GError **error)
 {
   for (guint i = 0; i < h->fields->len; i++)
     {
@@ -410,7 +411,9 @@ headers_make_sendable (Headers *h)
         {
           g_autofree char *value = field_value (f);
 
-          flat = rm_mime_encode_field (f->name, value);
+          flat = rm_mime_encode_field (f->name, value, error);
+          if (flat == NULL)
+            return FALSE;
           h->result->fields_encoded++;
         }
       else if (has_long_line (f->raw))
@@ -427,6 +430,7 @@ headers_make_sendable (Headers *h)
           g_string_assign (f->raw, folded);
         }
     }
+  return TRUE;
 }
 
 static gboolean
@@ -439,7 +443,8 @@ headers_write (Headers *h, Writer *w, GError **error)
   for (guint i = 0; i < h->fields->len && h->result->from == NULL; i++)
     if (is_named (h->fields->pdata[i], "From"))
       h->result->from = field_value (h->fields->pdata[i]);
-  headers_make_sendable (h);
+  if (!headers_make_sendable (h, error))
+    return FALSE;
   if (h->params->received != NULL)
     {
       g_autofree char *trace = g_strdup_printf ("Received: %s",
