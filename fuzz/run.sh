@@ -59,11 +59,12 @@ CFLAGS_FUZZ="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
   -fno-sanitize-recover=undefined -I$work -I$top/include -I$top/src
   -DRM_SYSCONFDIR=\"$work/etc\" -DRM_PLUGINDIR=\"$work/plugins\"
   -DRM_LOCALSTATEDIR=\"$work/var\" $(pkg-config --cflags glib-2.0 gmime-3.0)"
-LIBS_FUZZ=$(pkg-config --libs glib-2.0 gmime-3.0)
+LIBS_FUZZ="$(pkg-config --libs glib-2.0 gmime-3.0) -lltdl"
 
 sources_of () {
   case $1 in
-    intake) echo src/intake.c src/mime.c src/address.c src/errors.c ;;
+    intake) echo src/intake.c src/mime.c src/mime-gmime.c src/address.c \
+      src/errors.c ;;
     address) echo src/address.c src/errors.c ;;
     cmdline) echo src/cmdline.c src/address.c src/errors.c ;;
     config) echo src/conf.c src/errors.c ;;

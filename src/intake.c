@@ -439,9 +439,10 @@ headers_qualify (Headers *h)
     }
 }
 
-/* Downgrades 8-bit fields and folds over-long ones. */
-static void
-headers_make_sendable (Headers *h)
+/* Downgrades 8-bit fields and folds over-long ones; fails only when the
+ * MIME module cannot be loaded. */
+static gboolean
+headers_make_sendable (Headers *h, GError **error)
 {
   for (guint i = 0; i < h->fields->len; i++)
     {
@@ -452,7 +453,9 @@ headers_make_sendable (Headers *h)
         {
           g_autofree char *value = field_value (f);
 
-          flat = rm_mime_encode_field (f->name, value);
+          flat = rm_mime_encode_field (f->name, value, error);
+          if (flat == NULL)
+            return FALSE;
           h->result->fields_encoded++;
         }
       else if (has_long_line (f->raw))
@@ -469,6 +472,7 @@ headers_make_sendable (Headers *h)
           g_string_assign (f->raw, folded);
         }
     }
+  return TRUE;
 }
 
 static gboolean
@@ -482,7 +486,8 @@ headers_write (Headers *h, Writer *w, GError **error)
   for (guint i = 0; i < h->fields->len && h->result->from == NULL; i++)
     if (is_named (h->fields->pdata[i], "From"))
       h->result->from = field_value (h->fields->pdata[i]);
-  headers_make_sendable (h);
+  if (!headers_make_sendable (h, error))
+    return FALSE;
   if (h->params->received != NULL)
     {
       g_autofree char *trace = g_strdup_printf ("Received: %s",

@@ -61,7 +61,8 @@ typedef struct {
  * initialised here and must be cleared with rm_intake_result_clear(), on
  * failure too. Errors: RM_ERROR_IO for read or write failures (a full disk
  * gives RM_ERROR_TEMPFAIL), RM_ERROR_DATA for a header section over
- * RM_INTAKE_MAX_HEADER. */
+ * RM_INTAKE_MAX_HEADER, RM_ERROR_UNAVAILABLE when a field has 8-bit text
+ * and the MIME module cannot be loaded (see mime.h). */
 gboolean rm_intake_stream (int in_fd, int out_fd,
                            const RmIntakeParams *params,
                            RmIntakeResult *result, GError **error);

@@ -24,6 +24,7 @@
 #include "errors.h"
 #include "log.h"
 #include "intake.h"
+#include "mime.h"
 #include "modules.h"
 #include "secret.h"
 #include "privs.h"
@@ -473,6 +474,7 @@ main (int argc, char **argv)
     }
   rm_log_init (config->log_file);
   rm_log_set_stderr (TRUE, opts.verbose);
+  rm_mime_set_module_dir (config->plugin_dir);
 
   status = run_mode (&opts, config, &error);
   rm_options_clear (&opts);

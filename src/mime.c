@@ -1,4 +1,5 @@
-/* MIME work on GMime; see mime.h. */
+/* The MIME helpers of mime.h: rm_mime_rewrite_from() here, the GMime work
+ * in the module of mime-module.h, loaded on first use. */
 #include "config.h"
 
 #include <errno.h>
@@ -6,149 +7,112 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <gmime/gmime.h>
+#include <ltdl.h>
 
 #include "errors.h"
 #include "mime.h"
+#include "mime-module.h"
 
-static void
-mime_init (void)
+static char *module_dir;
+static const RmMimeModule *module;
+
+void
+rm_mime_set_module_dir (const char *dir)
 {
-  static gsize done;
-
-  if (g_once_init_enter (&done))
-    {
-      g_mime_init ();
-      g_once_init_leave (&done, 1);
-    }
+  g_free (module_dir);
+  module_dir = g_strdup (dir);
 }
 
-static gboolean
-is_address_field (const char *name)
+void
+rm_mime_use_module (const RmMimeModule *table)
 {
-  static const char *const names[] = {
-    "From",      "Sender",    "Reply-To",    "To",
-    "Cc",        "Bcc",       "Resent-From", "Resent-Sender",
-    "Resent-To", "Resent-Cc", "Resent-Bcc",
-  };
+  module = table;
+}
 
-  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
-    if (g_ascii_strcasecmp (name, names[i]) == 0)
-      return TRUE;
+gboolean
+rm_mime_check_module (const RmMimeModule *table, const char *path,
+                      GError **error)
+{
+  if (table->version != RM_MIME_MODULE_VERSION)
+    g_set_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE,
+                 "the MIME module %s has interface version %u, rampmail "
+                 "needs %u (a module from another rampmail?)",
+                 path, table->version, (unsigned) RM_MIME_MODULE_VERSION);
+  else if (table->size != sizeof (RmMimeModule) || table->encode_field == NULL
+           || table->limit_lines == NULL)
+    g_set_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE,
+                 "the MIME module %s has an incomplete table", path);
+  else
+    return TRUE;
   return FALSE;
 }
 
-/* value as valid UTF-8: octets that are not UTF-8 are read as Latin-1. */
-static char *
-as_utf8 (const char *value)
+/* Opens the module in the plugin directory once; it stays loaded. */
+static const RmMimeModule *
+load (GError **error)
 {
-  char *out;
+  g_autofree char *path = NULL;
+  const RmMimeModule *table;
+  lt_dlhandle handle;
 
-  if (g_utf8_validate (value, -1, NULL))
-    return g_strdup (value);
-  out = g_convert (value, -1, "UTF-8", "ISO-8859-1", NULL, NULL, NULL);
-  if (out == NULL)
-    out = g_utf8_make_valid (value, -1);
-  return out;
-}
-
-static char *
-encode_addresses (const char *value)
-{
-  InternetAddressList *list = internet_address_list_parse (NULL, value);
-  char *out = NULL;
-
-  if (list != NULL && internet_address_list_length (list) > 0)
-    out = internet_address_list_to_string (list, NULL, TRUE);
-  g_clear_object (&list);
-  return out;
+  if (module != NULL)
+    return module;
+  path = g_build_filename (module_dir ? module_dir : RM_PLUGINDIR,
+                           RM_MIME_MODULE_NAME, NULL);
+  if (lt_dlinit () != 0)
+    {
+      g_set_error (error, RM_ERROR, RM_ERROR_SOFTWARE, "libltdl: %s",
+                   lt_dlerror ());
+      return NULL;
+    }
+  handle = lt_dlopenext (path);
+  if (handle == NULL)
+    {
+      g_set_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE,
+                   "the MIME module cannot be loaded from %s(.la|.so): %s",
+                   path, lt_dlerror ());
+      return NULL;
+    }
+  table = lt_dlsym (handle, RM_MIME_MODULE_SYMBOL);
+  if (table == NULL)
+    g_set_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE,
+                 "the MIME module %s has no %s symbol", path,
+                 RM_MIME_MODULE_SYMBOL);
+  if (table == NULL || !rm_mime_check_module (table, path, error))
+    {
+      lt_dlclose (handle);
+      return NULL;
+    }
+  /* GMime registers types with GObject: never unload it. */
+  lt_dlmakeresident (handle);
+  module = table;
+  return module;
 }
 
 char *
-rm_mime_encode_field (const char *name, const char *value)
+rm_mime_encode_field (const char *name, const char *value, GError **error)
 {
-  g_autofree char *text = as_utf8 (value);
-  g_autofree char *encoded = NULL;
+  const RmMimeModule *m = load (error);
 
-  mime_init ();
-  if (is_address_field (name))
-    encoded = encode_addresses (text);
-  if (encoded == NULL)
-    encoded = g_mime_utils_header_encode_text (NULL, text, "utf-8");
-  /* GMime folds nothing here, but be sure the result is one line. */
-  g_strdelimit (encoded, "\r\n", ' ');
-  return g_strdup_printf ("%s: %s", name, g_strstrip (encoded));
-}
-
-static void
-limit_part (GMimeObject *parent, GMimeObject *object, gpointer user_data)
-{
-  GMimePart *part;
-  GMimeContentEncoding now, best;
-
-  if (!GMIME_IS_PART (object))
-    return;
-  part = GMIME_PART (object);
-  now = g_mime_part_get_content_encoding (part);
-  if (now == GMIME_CONTENT_ENCODING_BASE64
-      || now == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
-      || now == GMIME_CONTENT_ENCODING_UUENCODE)
-    return;
-  best = g_mime_part_get_best_content_encoding (
-      part, GMIME_ENCODING_CONSTRAINT_8BIT);
-  if (best == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
-      || best == GMIME_CONTENT_ENCODING_BASE64)
-    g_mime_part_set_content_encoding (part, best);
-}
-
-static gboolean
-write_message (GMimeMessage *message, int out_fd, GError **error)
-{
-  GMimeStream *out = g_mime_stream_fs_new (dup (out_fd));
-  GMimeFormatOptions *format = g_mime_format_options_new ();
-  gboolean ok;
-
-  g_mime_format_options_set_newline_format (format, GMIME_NEWLINE_FORMAT_DOS);
-  ok = g_mime_object_write_to_stream (GMIME_OBJECT (message), format, out)
-           >= 0
-       && g_mime_stream_flush (out) == 0;
-  if (!ok)
-    rm_error_set_errno (error, errno, RM_ERROR_IO,
-                        "write the re-encoded message");
-  g_mime_format_options_free (format);
-  g_object_unref (out);
-  return ok;
+  if (m == NULL)
+    {
+      g_prefix_error (error, "the %s field has 8-bit text: ", name);
+      return NULL;
+    }
+  return m->encode_field (name, value);
 }
 
 gboolean
 rm_mime_limit_lines (int in_fd, int out_fd, GError **error)
 {
-  GMimeStream *in;
-  GMimeParser *parser;
-  GMimeMessage *message;
-  gboolean ok;
+  const RmMimeModule *m = load (error);
 
-  mime_init ();
-  if (lseek (in_fd, 0, SEEK_SET) < 0)
+  if (m == NULL)
     {
-      rm_error_set_errno (error, errno, RM_ERROR_IO, "rewind the message");
+      g_prefix_error (error, "a body line is over 998 octets: ");
       return FALSE;
     }
-  in = g_mime_stream_fs_new (dup (in_fd));
-  parser = g_mime_parser_new_with_stream (in);
-  message = g_mime_parser_construct_message (parser, NULL);
-  g_object_unref (parser);
-  g_object_unref (in);
-  if (message == NULL)
-    {
-      g_set_error (error, RM_ERROR, RM_ERROR_DATA,
-                   "the message cannot be parsed as MIME");
-      return FALSE;
-    }
-  g_mime_message_foreach (message, limit_part, NULL);
-  ok = write_message (message, out_fd, error);
-  g_object_unref (message);
-  return ok;
+  return m->limit_lines (in_fd, out_fd, error);
 }
 
 /* Reads fd from its start up to the end of the header section (the empty

@@ -247,6 +247,14 @@ printf 'From: nobody@example.test\nTo: rcpt@example.net\nSubject: package test\n
   as_nobody /usr/sbin/sendmail -odq -t >"$T/submit.log" 2>&1
 expect_eq "nobody submits with sendmail -odq -t" 0 $?
 sed 's/^/# /' "$T/submit.log"
+# An 8-bit Subject needs the MIME module (GMime), loaded from the plugin
+# folder only for such messages.
+check "the MIME module is installed with the plugins" \
+  sh -c "ls '$R'/usr/lib/*/rampmail/plugins/mime.so >/dev/null 2>&1"
+printf 'From: nobody@example.test\nTo: rcpt@example.net\nSubject: caf\303\251\n\nhello\n' |
+  as_nobody /usr/sbin/sendmail -odq -t >"$T/submit8.log" 2>&1
+expect_eq "nobody submits an 8-bit Subject (the MIME module loads)" 0 $?
+sed 's/^/# /' "$T/submit8.log"
 out=$(in_root /usr/bin/mailq 2>&1)
 check "mailq lists the message" has_text "$out" 'rcpt@example\.net'
 check "nobody cannot list the queue folder" \

@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "intake.h"
 #include "mime.h"
+#include "mime-module.h"
 
 typedef struct {
   char *out;
@@ -316,12 +317,17 @@ test_mime_limit_lines (void)
 static void
 test_mime_encode_field (void)
 {
+  g_autoptr (GError) error = NULL;
   g_autofree char *subject = rm_mime_encode_field ("Subject",
                                                    "Gr\xc3\xbc\xc3\x9f"
-                                                   "e aus K\xc3\xb6ln");
-  g_autofree char *latin1 = rm_mime_encode_field ("Subject", "caf\xe9");
+                                                   "e aus K\xc3\xb6ln",
+                                                   &error);
+  g_autofree char *latin1 = rm_mime_encode_field ("Subject", "caf\xe9",
+                                                  &error);
   g_autofree char *from = rm_mime_encode_field (
-      "From", "Zo\xc3\xab H <z@example.com>");
+      "From", "Zo\xc3\xab H <z@example.com>", &error);
+
+  g_assert_no_error (error);
 
   g_assert_true (g_str_has_prefix (subject, "Subject: =?"));
   g_assert_true (g_str_has_prefix (latin1, "Subject: =?"));
@@ -368,10 +374,95 @@ test_qualify (void)
   intake_domain = NULL;
 }
 
+/* A module of another interface version, or with an empty slot, is
+ * refused with its path. */
+static void
+test_mime_stale_module (void)
+{
+  RmMimeModule stale = rampmail_mime_module;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (rm_mime_check_module (&rampmail_mime_module, "/m", NULL));
+  stale.version = RM_MIME_MODULE_VERSION + 1;
+  g_assert_false (rm_mime_check_module (&stale, "/old/mime.so", &error));
+  g_assert_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE);
+  g_assert_nonnull (strstr (error->message, "/old/mime.so"));
+  g_assert_nonnull (strstr (error->message, "interface version"));
+  g_clear_error (&error);
+  stale = rampmail_mime_module;
+  stale.limit_lines = NULL;
+  g_assert_false (rm_mime_check_module (&stale, "/old/mime.so", &error));
+  g_assert_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE);
+}
+
+/* Without a module in the directory: RM_ERROR_UNAVAILABLE naming the
+ * path, and intake fails rather than writing the field as it was. */
+static void
+test_mime_module_missing (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("rm-no-mime-XXXXXX", NULL);
+  const char *in;
+  Run run;
+
+  g_assert_nonnull (dir);
+  rm_mime_use_module (NULL);
+  rm_mime_set_module_dir (dir);
+  g_assert_null (rm_mime_encode_field ("Subject", "caf\xc3\xa9", &error));
+  g_assert_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE);
+  g_assert_nonnull (strstr (error->message, dir));
+  g_assert_nonnull (strstr (error->message, "MIME module"));
+  g_clear_error (&error);
+  g_assert_false (rm_mime_limit_lines (0, 1, &error));
+  g_assert_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE);
+
+  in = "Subject: caf\xc3\xa9\r\n\r\nbody\r\n";
+  run_intake (&run, in, strlen (in), FALSE);
+  g_assert_false (run.ok);
+  g_assert_error (run.error, RM_ERROR, RM_ERROR_UNAVAILABLE);
+  g_assert_null (strstr (run.out, "caf"));
+  run_clear (&run);
+  /* ASCII needs no module. */
+  in = "Subject: cafe\r\n\r\nbody\r\n";
+  run_intake (&run, in, strlen (in), FALSE);
+  g_assert_true (run.ok);
+  run_clear (&run);
+
+  rmdir (dir);
+  rm_mime_use_module (&rampmail_mime_module);
+}
+
+/* The module built beside this test (make check sets
+ * RAMPMAIL_PLUGIN_BUILD_DIR) loads and encodes like the linked code. */
+static void
+test_mime_module_built (void)
+{
+  const char *dir = g_getenv ("RAMPMAIL_PLUGIN_BUILD_DIR");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *linked = NULL;
+  g_autofree char *loaded = NULL;
+
+  if (dir == NULL)
+    {
+      g_test_skip ("RAMPMAIL_PLUGIN_BUILD_DIR is not set");
+      return;
+    }
+  linked = rm_mime_encode_field ("Subject", "caf\xc3\xa9", &error);
+  g_assert_no_error (error);
+  rm_mime_use_module (NULL);
+  rm_mime_set_module_dir (dir);
+  loaded = rm_mime_encode_field ("Subject", "caf\xc3\xa9", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (loaded, ==, linked);
+  rm_mime_use_module (&rampmail_mime_module);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  /* The GMime half of mime.h is linked into this test (Makefile.am). */
+  rm_mime_use_module (&rampmail_mime_module);
   g_test_add_func ("/intake/line-endings", test_line_endings);
   g_test_add_func ("/intake/nul-removed", test_nul_removed);
   g_test_add_func ("/intake/lone-dot", test_lone_dot);
@@ -389,5 +480,8 @@ main (int argc, char **argv)
   g_test_add_func ("/intake/qualify", test_qualify);
   g_test_add_func ("/mime/limit-lines", test_mime_limit_lines);
   g_test_add_func ("/mime/encode-field", test_mime_encode_field);
+  g_test_add_func ("/mime/stale-module", test_mime_stale_module);
+  g_test_add_func ("/mime/module-missing", test_mime_module_missing);
+  g_test_add_func ("/mime/module-built", test_mime_module_built);
   return g_test_run ();
 }

@@ -133,12 +133,12 @@ if [ -z "${SKIP_VALGRIND:-}" ]; then
   }
   vg_tests acceptance &
   vg_pid=$!
-  vg_tests relay failures config
+  vg_tests relay failures config mime
   wait "$vg_pid"
   reports=$(find "$vgdir/logs" -type f -size +0 | head -n 5)
   if command -v valgrind >/dev/null && [ ! -s "$vgdir/failed" ] \
      && [ -z "$reports" ]; then
-    echo "PASS: valgrind memcheck (relay, failures, config, acceptance)"
+    echo "PASS: valgrind memcheck (relay, failures, config, mime, acceptance)"
     passed=$((passed + 1))
   else
     for t in $(cat "$vgdir/failed" 2>/dev/null); do
