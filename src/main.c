@@ -173,6 +173,8 @@ run_queue (RmContext *ctx, const RmOptions *opts, GError **error)
 static int
 check_config (RmConfig *config, GError **error)
 {
+  g_autoptr (GError) mime_error = NULL;
+
   for (guint i = 0; i < config->servers->len; i++)
     {
       RmServerConf *srv = config->servers->pdata[i];
@@ -205,6 +207,13 @@ check_config (RmConfig *config, GError **error)
       == NULL)
     {
       g_prefix_error (error, "%s: [rampmail] selector: ", config->file);
+      return -1;
+    }
+  if (!rm_mime_check_available (&mime_error))
+    {
+      g_set_error (error, RM_ERROR, RM_ERROR_CONFIG,
+                   "%s: [rampmail] plugin_dir: %s", config->file,
+                   mime_error->message);
       return -1;
     }
   printf ("%s: the configuration is valid (%u servers)\n", config->file,

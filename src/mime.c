@@ -89,6 +89,12 @@ load (GError **error)
   return module;
 }
 
+gboolean
+rm_mime_check_available (GError **error)
+{
+  return load (error) != NULL;
+}
+
 char *
 rm_mime_encode_field (const char *name, const char *value, GError **error)
 {

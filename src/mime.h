@@ -22,6 +22,10 @@
  * plugin_dir, set once it is loaded; RM_PLUGINDIR until then. */
 void rm_mime_set_module_dir (const char *dir);
 
+/* Loads the MIME module now (for --check-config): FALSE with
+ * RM_ERROR_UNAVAILABLE naming the path when it cannot be. */
+gboolean rm_mime_check_available (GError **error);
+
 /* Returns "Name: value" with the non-ASCII text of value encoded as
  * RFC 2047 encoded-words in UTF-8 (display names of address fields,
  * unstructured text elsewhere), on one line. value is the unfolded field

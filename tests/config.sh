@@ -187,4 +187,15 @@ else
   expect_eq "wrong-ABI plugin: nothing queued" 0 "$(queued)"
 fi
 
+# A plugin folder without the MIME module: --check-config says so.
+mkdir -p "$T/nomime"
+for so in smtp balanced; do
+  ln -s "$RAMPMAIL_PLUGIN_BUILD_DIR/$so.so" "$T/nomime/$so.so"
+done
+write_config -- "a port=25"
+set_plugin_dir "$T/nomime"
+check_config
+expect_eq "no MIME module: exit 78" 78 "$st"
+says "no MIME module: names it and its path" "MIME module" "$T/nomime/mime"
+
 finish
