@@ -1152,7 +1152,9 @@ rm_smtp_judge_recipient (RmRecipient *r, smtp_recipient_t h,
     case 0:
       return;
     case 2:
-      if (v->settles)
+      /* A refusal of the whole message after DATA is the attempt's: the
+       * recipient stays PENDING (plugin.h). */
+      if (v->settles && v->result != RM_RESULT_PERMFAIL)
         rm_smtp_set_result (&r->result, &r->smtp_code, &r->reply, v->result,
                             v->code, v->reply);
       return;
@@ -1188,7 +1190,7 @@ rm_smtp_judge_message (RmSmtpMsg *m, RmAttempt *attempt, int err)
         continue;
       if (rp->code / 100 == 2)
         rm_smtp_judge_recipient (&msg->rcpts[j], m->rcpts[j], &v);
-      else if (rp->code != 0)
+      else if (rp->code != 0 && v.result != RM_RESULT_PERMFAIL)
         rm_smtp_set_result (&msg->rcpts[j].result, &msg->rcpts[j].smtp_code,
                             &msg->rcpts[j].reply, v.result, v.code, v.reply);
     }

@@ -108,6 +108,10 @@ typedef struct {
   gint64 next_window;       /* when the first server may take them */
   gboolean finished;        /* recorded and unlocked; nothing left to do */
   gboolean removing;        /* envelope removed; see finish_removals */
+  GHashTable *refused_by;   /* servers that refused the whole message for
+                             * good in this run (a 5xx to MAIL or DATA) */
+  char *refusal;            /* the last such reply, and its server */
+  const RmServerConf *refusal_server;
 } Job;
 
 static void
@@ -131,7 +135,9 @@ job_free (gpointer data)
     close (job->fd);
   rm_entry_free (job->entry);
   g_hash_table_unref (job->tried);
+  g_hash_table_unref (job->refused_by);
   g_ptr_array_unref (job->refusals);
+  g_free (job->refusal);
   g_free (job);
 }
 
@@ -194,6 +200,8 @@ job_open (RmContext *ctx, const RmRunOptions *run, const char *id,
   job->fd = fd;
   job->size = st.st_size;
   job->tried = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  job->refused_by = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                           NULL);
   job->refusals = g_ptr_array_new_with_free_func (refusal_free);
   job->next_window = G_MAXINT64;
   return job;
@@ -467,7 +475,7 @@ full_reply (int code, const char *text)
 /* What a reply says about the server rather than the recipient. */
 typedef enum {
   VERDICT_NONE = 0,
-  VERDICT_LOGIN,     /* 535 5.7.8, 534 5.7.9: fix the credentials */
+  VERDICT_LOGIN,     /* 535 5.7.8, 534 5.7.9, 530 5.7.0: fix the login */
   VERDICT_EXHAUSTED, /* 550 5.4.5: the provider's daily limit */
   VERDICT_THROTTLED, /* 421 or 454 4.7.0: too fast, too many logins */
 } ServerVerdict;
@@ -475,7 +483,7 @@ typedef enum {
 static ServerVerdict
 server_verdict (int code, const char *reply)
 {
-  if (code == 535 || code == 534)
+  if (code == 535 || code == 534 || code == 530)
     return VERDICT_LOGIN;
   if (code == 550 && reply != NULL && strstr (reply, "5.4.5") != NULL)
     return VERDICT_EXHAUSTED;
@@ -488,10 +496,11 @@ server_verdict (int code, const char *reply)
  * transport never got to it. *reply is newly allocated. */
 static RmResultCode
 outcome (const RmRecipient *rcpt, const RmAttempt *attempt, char **reply,
-         int *code)
+         int *code, gboolean *whole_message)
 {
   const RmResultCode whole = attempt->result;
 
+  *whole_message = rcpt->result == RM_RESULT_PENDING;
   if (rcpt->result != RM_RESULT_PENDING)
     {
       *code = rcpt->smtp_code;
@@ -571,7 +580,9 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
     {
       g_autofree char *reply = NULL;
       int code;
-      RmResultCode result = outcome (&out->rcpts[i], attempt, &reply, &code);
+      gboolean whole_message;
+      RmResultCode result = outcome (&out->rcpts[i], attempt, &reply, &code,
+                                     &whole_message);
       ServerVerdict verdict = server_verdict (code, reply);
       const char *address = out->rcpts[i].address;
 
@@ -585,6 +596,17 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
         }
       else if (result != RM_RESULT_TEMPFAIL || (code != 0 && code != 421))
         out->news->answered = TRUE;
+      if (result == RM_RESULT_PERMFAIL && whole_message)
+        {
+          /* This server will not take this message (its sender, its
+           * content): another server may. A bounce only when every server
+           * has said so (finish_job). */
+          result = RM_RESULT_TEMPFAIL;
+          g_hash_table_add (job->refused_by, g_strdup (srv->name));
+          g_free (job->refusal);
+          job->refusal = g_strdup (reply);
+          job->refusal_server = srv;
+        }
       g_array_append_val (out->log, ((LogLine){ result, g_strdup (address),
                                                 g_strdup (reply) }));
       if (result == RM_RESULT_OK || result == RM_RESULT_UNKNOWN)
@@ -1055,6 +1077,26 @@ schedule (RmContext *ctx, Job *job, gint64 now)
     entry->last_attempt = now;
 }
 
+/* Has every server that may carry job refused the whole message for good
+ * in this run? */
+static gboolean
+refused_everywhere (RmContext *ctx, const Job *job)
+{
+  GPtrArray *servers = ctx->config->servers;
+
+  if (job->refusal == NULL || job->entry->rcpts->len == 0)
+    return FALSE;
+  for (guint i = 0; i < servers->len; i++)
+    {
+      const RmServerConf *srv = servers->pdata[i];
+
+      if (server_may_carry (srv, job->entry)
+          && !g_hash_table_contains (job->refused_by, srv->name))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static void
 finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
 {
@@ -1064,6 +1106,13 @@ finish_job (RmContext *ctx, Job *job, RmDeliverStats *stats)
   gboolean ok;
   gint64 was_waiting = entry->waiting_since;
 
+  if (refused_everywhere (ctx, job))
+    while (entry->rcpts->len > 0)
+      {
+        add_refusal (job, entry->rcpts->pdata[0], job->refusal,
+                     job->refusal_server);
+        g_ptr_array_remove_index (entry->rcpts, 0);
+      }
   if (job->refusals->len > 0)
     report_refusals (ctx, job, job->refusals, RM_BOUNCE_FAILED);
   stats->failed += job->refusals->len;

@@ -251,6 +251,53 @@ check "failover from 451: the busy server was asked" grep -q MAIL "$T/busy.log"
 expect_eq "failover from 451: delivered in one run" 2 "$(count_mail good2)"
 expect_eq "failover from 451: nothing queued" 0 "$(queued)"
 
+# A server that refuses the whole message for good (a 5xx to MAIL, or
+# after DATA: its policy about this sender or content, not the
+# recipient's mailbox) does not make a bounce while another server may
+# take it; a 530 (login required) holds the server as a refused login does.
+for refusal in "--mail-reply|550 5.7.1 sender rejected" \
+    "--data-reply|554 5.7.1 message not verified" \
+    "--mail-reply|530 5.7.0 Authentication required"; do
+  flag=${refusal%%|*}
+  reply=${refusal#*|}
+  fresh
+  rm -rf "$T/good3.mail" "$T/picky.mail"
+  start_server good3
+  start_server picky "$flag" "$reply"
+  write_config -- picky good3
+  for i in 1 2 3 4; do
+    message "picky $i" | rampmail -odq -f sender@example.org "p$i@example.net"
+  done
+  rampmail -q 2>/dev/null
+  expect_eq "$reply: all 4 delivered by the other server" 4 \
+    "$(count_mail good3)"
+  check "$reply: the refusing server was asked" grep -q MAIL "$T/picky.log"
+  check "$reply: no bounce" sh -c "! grep -q bounce '$T/rampmail.log'"
+  expect_eq "$reply: the queue is empty" 0 "$(queued)"
+  stop_server picky
+  stop_server good3
+done
+check "530: the server is held as for a refused login" \
+  sh -c "'$RAMPMAIL' -C '$T/rampmail.conf' --status | grep -q '530'"
+
+# Refused by every server: then it bounces.
+fresh
+start_server picky1 --data-reply '554 5.7.1 message not verified' \
+  --rcpt-reply 'sender@example.org=451 4.3.0 sender mailbox busy'
+start_server picky2 --mail-reply '550 5.7.1 sender rejected' \
+  --rcpt-reply 'sender@example.org=451 4.3.0 sender mailbox busy'
+write_config -- picky1 picky2
+message everywhere | rampmail -odq -f sender@example.org e@example.net
+rampmail -q 2>/dev/null
+id=$(first_id)
+check "refused by every server: bounced" log_has "$id: bounce $id-B1 queued"
+check "refused by every server: both servers were asked" \
+  sh -c "grep -q MAIL '$T/picky1.log' && grep -q MAIL '$T/picky2.log'"
+check "refused by every server: the bounce has a server's reply" \
+  grep -q '5\.7\.1' "$T/queue/data/$id-B1"
+stop_server picky1
+stop_server picky2
+
 # ---- the server hangs up ---------------------------------------------------------------------
 
 # During DATA: libESMTP writes to a closed socket; without SIGPIPE ignored

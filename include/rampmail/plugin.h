@@ -122,7 +122,10 @@ struct RmMessage {
 typedef struct {
   /* Send the messages over one connection to srv. For each message, set
    * every recipient's result; recipients the transport never reached keep
-   * RM_RESULT_PENDING and are judged by attempt[i]. Calls each message's
+   * RM_RESULT_PENDING and are judged by attempt[i]. A permanent refusal of
+   * the whole message (a 5xx to MAIL, or after DATA) goes in attempt[i]
+   * with the recipients left PENDING: it is the server's answer to this
+   * message, and another server may take it. Calls each message's
    * done callback, if any, once its outcome is final; for a message whose
    * callback was not called, the results are read after send returns.
    * Returns FALSE (with error set) only if nothing could be attempted;
