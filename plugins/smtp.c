@@ -1471,9 +1471,11 @@ rm_smtp_prepare (RmSmtpRun *run, const RmServer *srv, GError **error)
   return run->ctx != NULL;
 }
 
+/* One session for msgs; *no_8bitmime tells if it failed because a message
+ * needs 8BITMIME and the server does not offer it. */
 static gboolean
-rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
-              RmAttempt *attempt, GError **error)
+rm_smtp_send_once (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
+                   RmAttempt *attempt, gboolean *no_8bitmime, GError **error)
 {
   RmSmtpRun run;
   RmSmtpMsg *ms;
@@ -1482,8 +1484,7 @@ rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
   gboolean ok;
   int err = 0;
 
-  if (n_msgs == 0)
-    return TRUE;
+  *no_8bitmime = FALSE;
   rm_smtp_run_init (&run, srv);
   ok = rm_smtp_prepare (&run, srv, error);
   if (ok)
@@ -1510,11 +1511,63 @@ rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
     ok = rm_smtp_deliver (session, &run, &err, error);
   if (ok && any)
     ok = rm_smtp_conclude (&run, err, error);
+  *no_8bitmime = run.no_8bitmime;
 
   smtp_destroy_session (session);
   rm_smtp_msgs_free (ms, n_msgs);
   rm_smtp_run_clear (&run);
   return ok;
+}
+
+/* libESMTP makes 8BITMIME a requirement of the whole session as soon as
+ * one message is 8-bit (libesmtp-facts E4): against a server without it,
+ * nothing is sent. Then the 7-bit messages go in a session of their own,
+ * and only the 8-bit ones wait for a server that offers 8BITMIME. */
+static gboolean
+rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
+              RmAttempt *attempt, GError **error)
+{
+  g_autofree RmMessage **plain = NULL;
+  g_autofree RmAttempt *plain_attempt = NULL;
+  g_autofree size_t *index = NULL;
+  g_autoptr (GError) local = NULL;
+  gboolean no_8bitmime;
+  size_t n = 0;
+
+  if (n_msgs == 0)
+    return TRUE;
+  if (!rm_smtp_send_once (srv, msgs, n_msgs, attempt, &no_8bitmime, error))
+    return FALSE;
+  if (!no_8bitmime)
+    return TRUE;
+  plain = g_new0 (RmMessage *, n_msgs);
+  plain_attempt = g_new0 (RmAttempt, n_msgs);
+  index = g_new0 (size_t, n_msgs);
+  for (size_t i = 0; i < n_msgs; i++)
+    if (msgs[i]->body != RM_BODY_8BITMIME
+        && attempt[i].result == RM_RESULT_TEMPFAIL)
+      {
+        index[n] = i;
+        plain[n++] = msgs[i];
+      }
+  if (n == 0 || n == n_msgs)
+    return TRUE;
+  if (!rm_smtp_send_once (srv, plain, n, plain_attempt, &no_8bitmime, &local))
+    {
+      /* The first session's verdicts stand, with this reason. */
+      for (size_t k = 0; k < n; k++)
+        {
+          g_free (attempt[index[k]].reply);
+          attempt[index[k]].reply = g_strdup (local->message);
+        }
+      return TRUE;
+    }
+  for (size_t k = 0; k < n; k++)
+    {
+      g_free (attempt[index[k]].reply);
+      attempt[index[k]] = plain_attempt[k];
+    }
+  return TRUE;
 }
 
 /* ---- module descriptor -------------------------------------------------- */

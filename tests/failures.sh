@@ -298,6 +298,32 @@ check "refused by every server: the bounce has a server's reply" \
 stop_server picky1
 stop_server picky2
 
+# A server without 8BITMIME: libESMTP fails a whole session that holds an
+# 8-bit message, so the 7-bit ones go in a session of their own; the
+# 8-bit one waits for a server that offers 8BITMIME.
+fresh
+start_server seven --no-8bitmime
+write_config -- seven
+printf 'Subject: eight\n\nGr\303\274\303\237e\n' |
+  rampmail -odq -f sender@example.org eight@example.net
+for i in 1 2 3; do
+  message "seven $i" | rampmail -odq -f sender@example.org "s$i@example.net"
+done
+rampmail -q 2>/dev/null
+expect_eq "no 8BITMIME: the three 7-bit messages are delivered" 3 \
+  "$(count_mail seven)"
+expect_eq "no 8BITMIME: the 8-bit one waits" 1 "$(queued)"
+check "no 8BITMIME: it says why" \
+  sh -c "'$RAMPMAIL' -C '$T/rampmail.conf' -bp | grep -q '8BITMIME'"
+start_server eightok
+write_config -- seven eightok
+rampmail -q 2>/dev/null
+expect_eq "no 8BITMIME: a server with 8BITMIME takes the 8-bit one" 1 \
+  "$(count_mail eightok)"
+expect_eq "no 8BITMIME: the queue is empty" 0 "$(queued)"
+stop_server seven
+stop_server eightok
+
 # ---- the server hangs up ---------------------------------------------------------------------
 
 # During DATA: libESMTP writes to a closed socket; without SIGPIPE ignored
