@@ -486,6 +486,16 @@ main (int argc, char **argv)
   rm_mime_set_module_dir (config->plugin_dir);
 
   status = run_mode (&opts, config, &error);
+  if (status < 0 && opts.mode == RM_MODE_SEND)
+    {
+      /* Callers such as cron and PHP often drop standard error: a refused
+       * message is logged as well (once on standard error, by fail). */
+      g_autofree char *why = rm_log_escape (error->message);
+
+      rm_log_set_stderr (FALSE, FALSE);
+      rm_log_warn ("message refused, not queued (uid %u): %s",
+                   (unsigned) getuid (), why);
+    }
   rm_options_clear (&opts);
   if (status < 0)
     return fail (error);

@@ -250,4 +250,15 @@ while [ "$(count_mail slow)" -eq 0 ] && [ $i -lt 100 ]; do
 done
 expect_eq "-odb with a slow server: delivered later" 1 "$(count_mail slow)"
 
+# A refused message is logged too (cron and PHP often drop standard
+# error), and said once on standard error.
+printf 'To: bob@example.net, @@bad\nSubject: refused\n\nbody\n' |
+  rampmail -t 2>"$T/err"
+expect_eq "refused message: exit 65" 65 $?
+check "refused message: logged" \
+  grep -q "message refused, not queued (uid [0-9]*): .*@@bad" \
+  "$T/rampmail.log"
+expect_eq "refused message: said once on standard error" 1 \
+  "$(grep -c '@@bad' "$T/err")"
+
 finish
