@@ -753,6 +753,7 @@ judge_server (RmContext *ctx, const RmServerConf *conf, gboolean sent,
   g_autoptr (GError) error = NULL;
   g_autofree char *reason = NULL;
   gint64 now = now_seconds ();
+  gint64 delay;
 
   switch (news->verdict)
     {
@@ -779,13 +780,14 @@ judge_server (RmContext *ctx, const RmServerConf *conf, gboolean sent,
     case VERDICT_NONE:
       break;
     }
-  if (rm_state_server_result (ctx->state, conf->name, sent && news->answered,
-                              now, ctx->config->retry_min,
-                              ctx->config->retry_max, &error)
-      > 0)
-    rm_log_warn ("server %s failed; not tried again before the backoff "
-                 "ends",
-                 conf->name);
+  delay = rm_state_server_result (
+      ctx->state, conf->name, sent && news->answered, now,
+      ctx->config->retry_min, ctx->config->retry_max, &error);
+  /* -q and -qIID do not wait for a backoff (queue.md). */
+  if (delay > 0)
+    rm_log_warn ("server %s failed; automatic queue runs leave it alone "
+                 "for %" G_GINT64_FORMAT " s",
+                 conf->name, delay);
   if (error != NULL)
     rm_log_warn ("%s", error->message);
 }
