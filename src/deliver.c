@@ -167,7 +167,10 @@ job_open (RmContext *ctx, const RmRunOptions *run, const char *id,
   int fd;
 
   fd = rm_queue_lock (ctx->queue, id, &error);
-  if (fd < 0)
+  if (fd < 0 && error == NULL && rm_queue_data_missing (ctx->queue, id))
+    g_set_error_literal (&error, RM_ERROR, RM_ERROR_DATA,
+                         "its data file is missing");
+  else if (fd < 0)
     {
       if (error != NULL)
         rm_log_warn ("%s: %s", id, error->message);
@@ -175,7 +178,10 @@ job_open (RmContext *ctx, const RmRunOptions *run, const char *id,
         stats->busy++;
       return NULL;
     }
-  entry = rm_queue_load (ctx->queue, id, &error);
+  if (error == NULL)
+    entry = rm_queue_load (ctx->queue, id, &error);
+  else
+    entry = NULL;
   if (entry == NULL || fstat (fd, &st) < 0)
     {
       g_autoptr (GError) move_error = NULL;
@@ -185,7 +191,8 @@ job_open (RmContext *ctx, const RmRunOptions *run, const char *id,
       if (!rm_queue_move_corrupt (ctx->queue, id, &move_error))
         rm_log_error ("%s: %s", id, move_error->message);
       rm_entry_free (entry);
-      close (fd);
+      if (fd >= 0)
+        close (fd);
       return NULL;
     }
   if (!run->flush && entry->next_attempt > now_seconds ())

@@ -117,6 +117,19 @@ delete_entries (RmContext *ctx, const RmOptions *opts, GError **error)
 
       if (rm_queue_valid_id (id) && rm_queue_exists (ctx->queue, id))
         fd = rm_queue_lock (ctx->queue, id, &local);
+      if (fd < 0 && local == NULL && rm_queue_valid_id (id)
+          && rm_queue_data_missing (ctx->queue, id))
+        {
+          /* A corrupt entry without its data: its envelope goes. */
+          if (rm_queue_remove (ctx->queue, id, &local))
+            {
+              rm_log_info ("%s: deleted by uid %u (its data file was "
+                           "missing)",
+                           id, (unsigned) getuid ());
+              printf ("%s: deleted\n", id);
+              continue;
+            }
+        }
       if (fd < 0)
         {
           fprintf (stderr, "rampmail: %s: %s\n", id,

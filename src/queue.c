@@ -540,6 +540,16 @@ rm_queue_update (RmQueue *queue, RmEntry *entry, GError **error)
 }
 
 gboolean
+rm_queue_data_missing (RmQueue *queue, const char *id)
+{
+  g_autofree char *data = queue_path (queue, "data", id, NULL);
+  struct stat st;
+
+  return lstat (data, &st) < 0 && errno == ENOENT
+         && rm_queue_exists (queue, id);
+}
+
+gboolean
 rm_queue_remove_env (RmQueue *queue, const char *id, GError **error)
 {
   g_autofree char *env = queue_path (queue, "env", id, NULL);

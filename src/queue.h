@@ -108,6 +108,11 @@ RmEntry *rm_queue_load (RmQueue *queue, const char *id, GError **error);
 /* Rewrites the envelope atomically (write, fsync, rename). */
 gboolean rm_queue_update (RmQueue *queue, RmEntry *entry, GError **error);
 
+/* TRUE if entry id has an envelope but no data file: never a state the
+ * queue passes through (data is committed before, and removed after, the
+ * envelope), so the entry is corrupt (a file removed by hand). */
+gboolean rm_queue_data_missing (RmQueue *queue, const char *id);
+
 /* Removes a fully delivered entry: the envelope first, then the data. */
 gboolean rm_queue_remove (RmQueue *queue, const char *id, GError **error);
 

@@ -339,5 +339,27 @@ rampmail -q
 expect_eq "slow writer: then delivered" 0 "$(queued)"
 stop_server sw
 
+# An envelope whose data file was removed by hand is a corrupt entry: a
+# queue run moves it to corrupt/, and --delete removes it.
+fresh
+start_server nd
+write_config -- nd
+message nodata1 | rampmail -odq nd1@example.net
+id1=$(queue_ids)
+rm "$T/queue/data/$id1"
+rampmail -q 2>/dev/null
+check "data file missing: the queue run logs it" \
+  log_has "$id1: corrupt entry moved to corrupt/: its data file is missing"
+check "data file missing: the envelope is in corrupt/" \
+  test -f "$T/queue/corrupt/$id1.env"
+expect_eq "data file missing: the queue is empty" 0 "$(queued)"
+message nodata2 | rampmail -odq nd2@example.net
+id2=$(queue_ids)
+rm "$T/queue/data/$id2"
+rampmail --delete "$id2" > "$T/out" 2>&1
+expect_eq "data file missing: --delete removes the entry (exit 0)" 0 $?
+expect_eq "data file missing: --delete leaves nothing" 0 "$(queued)"
+stop_server nd
+
 check "no rampmail process is left" wait_runner 5
 finish
