@@ -19,7 +19,7 @@
 
 #define BUSY_TIMEOUT_MS 60000
 /* PRAGMA user_version of a database with the schema below. */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 struct RmState {
   sqlite3 *db;
@@ -27,6 +27,7 @@ struct RmState {
    * preparing is a third of a queue run's work otherwise. */
   GHashTable *stmts;
   gboolean in_batch; /* in rm_state_batch_begin's transaction */
+  gboolean reaped;   /* dead processes' reservations reaped in it */
 };
 
 static gboolean
@@ -35,14 +36,6 @@ db_fail (RmState *state, const char *what, GError **error)
   g_set_error (error, RM_ERROR, RM_ERROR_TEMPFAIL, "state database: %s: %s",
                what, sqlite3_errmsg (state->db));
   return FALSE;
-}
-
-static gboolean
-exec_sql (RmState *state, const char *sql, GError **error)
-{
-  if (sqlite3_exec (state->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-    return db_fail (state, sql, error);
-  return TRUE;
 }
 
 static void
@@ -81,6 +74,27 @@ done (sqlite3_stmt *stmt)
     return;
   sqlite3_reset (stmt);
   sqlite3_clear_bindings (stmt);
+}
+
+/* Runs one statement (sql: a literal; one statement only), kept prepared
+ * like the others: BEGIN and COMMIT cost a parse each time otherwise. */
+static gboolean
+exec_sql (RmState *state, const char *sql, GError **error)
+{
+  sqlite3_stmt *stmt;
+  int rc;
+
+  if (cached_prepare (state, sql, &stmt) != SQLITE_OK)
+    return db_fail (state, sql, error);
+  rc = sqlite3_step (stmt);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    {
+      db_fail (state, sql, error);
+      done (stmt);
+      return FALSE;
+    }
+  done (stmt);
+  return TRUE;
 }
 
 static gint64 query_int (RmState *state, const char *sql, const char *types,
@@ -159,6 +173,10 @@ rm_state_open (const char *state_dir, GError **error)
                     " ts INTEGER NOT NULL, day TEXT NOT NULL,"
                     " rcpts INTEGER NOT NULL, pid INTEGER NOT NULL,"
                     " sending INTEGER NOT NULL DEFAULT 0)",
+                    error)
+      || !exec_sql (state,
+                    "CREATE INDEX IF NOT EXISTS reserved_server_ts"
+                    " ON reserved (server, ts)",
                     error)
       || !exec_sql (state,
                     "CREATE TABLE IF NOT EXISTS backoff ("
@@ -459,15 +477,17 @@ reap_reservations (RmState *state)
   sqlite3_stmt *stmt = NULL;
   g_autoptr (GArray) dead = g_array_new (FALSE, FALSE, sizeof (gint64));
 
-  if (cached_prepare (state, "SELECT id, pid FROM reserved", &stmt)
+  if (cached_prepare (state, "SELECT id, pid FROM reserved WHERE pid != ?1",
+                      &stmt)
       != SQLITE_OK)
     return;
+  sqlite3_bind_int64 (stmt, 1, (gint64) getpid ());
   while (sqlite3_step (stmt) == SQLITE_ROW)
     {
       gint64 id = sqlite3_column_int64 (stmt, 0);
       pid_t pid = (pid_t) sqlite3_column_int64 (stmt, 1);
 
-      if (pid != getpid () && kill (pid, 0) < 0 && errno == ESRCH)
+      if (kill (pid, 0) < 0 && errno == ESRCH)
         g_array_append_val (dead, id);
     }
   done (stmt);
@@ -693,7 +713,10 @@ rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
                  state->in_batch ? "SAVEPOINT reserve" : "BEGIN IMMEDIATE",
                  error))
     return FALSE;
-  reap_reservations (state);
+  /* Once per batch: the batch's own reservations are this process's. */
+  if (!state->in_batch || !state->reaped)
+    reap_reservations (state);
+  state->reaped = state->in_batch;
   if (!pick_server (state, specs, n_specs, selector, rnd, now, tz, chosen,
                     &left, next_window, error))
     goto fail;
@@ -734,9 +757,8 @@ void
 rm_state_batch_begin (RmState *state)
 {
   if (!state->in_batch)
-    state->in_batch = sqlite3_exec (state->db, "BEGIN IMMEDIATE", NULL, NULL,
-                                    NULL)
-                      == SQLITE_OK;
+    state->in_batch = exec_sql (state, "BEGIN IMMEDIATE", NULL);
+  state->reaped = FALSE;
 }
 
 gboolean
@@ -764,11 +786,11 @@ rm_state_mark_sending (RmState *state, gint64 reservation)
                                 " WHERE id = ?1",
                                 "i", reservation);
 
-  sqlite3_exec (state->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+  exec_sql (state, "PRAGMA synchronous=NORMAL", NULL);
   if (stmt != NULL)
     sqlite3_step (stmt);
   done (stmt);
-  sqlite3_exec (state->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+  exec_sql (state, "PRAGMA synchronous=FULL", NULL);
 }
 
 gboolean
