@@ -58,6 +58,9 @@ list_entry (RmContext *ctx, RmEntry *entry, gint64 now)
     st.st_size = 0;
   printf ("%-28s %9lld  %5s  <%s>\n", entry->id, (long long) st.st_size, age,
           entry->sender);
+  if (rm_queue_data_missing (ctx->queue, entry->id))
+    printf ("    (corrupt: its data file is missing; the next queue run "
+            "moves it to corrupt/)\n");
   if (entry->last_error != NULL)
     {
       g_autofree char *reason = rm_log_escape (entry->last_error);
@@ -87,15 +90,26 @@ list_queue (RmContext *ctx, GError **error)
     return -1;
   for (guint i = 0; i < ids->len; i++)
     {
-      g_autoptr (RmEntry) entry = rm_queue_load (ctx->queue, ids->pdata[i],
-                                                 NULL);
+      const char *id = ids->pdata[i];
+      g_autoptr (GError) local = NULL;
+      g_autoptr (RmEntry) entry = rm_queue_load (ctx->queue, id, &local);
 
-      if (entry == NULL)
+      /* Gone meanwhile (delivered): nothing to show. */
+      if (entry == NULL && !rm_queue_exists (ctx->queue, id))
         continue;
       if (shown++ == 0)
         printf ("%-28s %9s  %5s  %s\n", "Queue ID", "Size", "Age",
                 "Sender / Recipients");
-      list_entry (ctx, entry, now);
+      if (entry != NULL)
+        list_entry (ctx, entry, now);
+      else
+        {
+          g_autofree char *why = rm_log_escape (local ? local->message : "");
+
+          printf ("%-28s (corrupt: %s; the next queue run moves it to "
+                  "corrupt/)\n",
+                  id, why);
+        }
     }
   if (shown == 0)
     printf ("Mail queue is empty\n");

@@ -347,6 +347,9 @@ write_config -- nd
 message nodata1 | rampmail -odq nd1@example.net
 id1=$(queue_ids)
 rm "$T/queue/data/$id1"
+check "data file missing: -bp says so" \
+  sh -c "'$RAMPMAIL' -C '$T/rampmail.conf' -bp |
+         grep -q 'corrupt: its data file is missing'"
 rampmail -q 2>/dev/null
 check "data file missing: the queue run logs it" \
   log_has "$id1: corrupt entry moved to corrupt/: its data file is missing"
@@ -359,6 +362,12 @@ rm "$T/queue/data/$id2"
 rampmail --delete "$id2" > "$T/out" 2>&1
 expect_eq "data file missing: --delete removes the entry (exit 0)" 0 $?
 expect_eq "data file missing: --delete leaves nothing" 0 "$(queued)"
+# An envelope that cannot be read is listed, not hidden.
+message garbled | rampmail -odq nd3@example.net
+id3=$(queue_ids)
+printf 'garbage\001\n' > "$T/queue/env/$id3"
+check "unreadable envelope: -bp lists it as corrupt" \
+  sh -c "'$RAMPMAIL' -C '$T/rampmail.conf' -bp | grep -q '^$id3 *(corrupt: '"
 stop_server nd
 
 check "no rampmail process is left" wait_runner 5
