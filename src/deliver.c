@@ -644,6 +644,26 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
   return used;
 }
 
+/* Some recipients of job are done, others not: the envelope loses the
+ * delivered ones at once, so that a killed process does not send them
+ * again later in the run or in the next one. Refused recipients stay in
+ * it until finish_job has queued their bounce. */
+static void
+forget_delivered (RmContext *ctx, Job *job)
+{
+  g_autoptr (GError) error = NULL;
+  RmEntry *entry = job->entry;
+  guint n = entry->rcpts->len;
+
+  for (guint i = 0; i < job->refusals->len; i++)
+    g_ptr_array_add (
+        entry->rcpts,
+        g_strdup (((Refusal *) job->refusals->pdata[i])->address));
+  if (!rm_queue_update (ctx->queue, entry, &error))
+    rm_log_error ("%s: %s", entry->id, error->message);
+  g_ptr_array_set_size (entry->rcpts, n);
+}
+
 /* Records one message's outcome at once: an entry with nothing left to
  * try is finished (its envelope removed, bounces queued), so that a
  * killed process cannot send it twice. The allowance it used is recorded
@@ -654,6 +674,7 @@ outgoing_settle (Outgoing *out, const RmAttempt *attempt)
 {
   Job *job = out->part->job;
   RmSettle settle = { out->part->reservation, 0, 0 };
+  guint before = job->entry->rcpts->len;
 
   if (out->sorted)
     return;
@@ -670,6 +691,8 @@ outgoing_settle (Outgoing *out, const RmAttempt *attempt)
       finish_job (out->ctx, job, out->stats);
       job->finished = TRUE;
     }
+  else if (job->entry->rcpts->len < before)
+    forget_delivered (out->ctx, job);
   for (guint i = 0; i < out->log->len; i++)
     {
       LogLine *line = &g_array_index (out->log, LogLine, i);

@@ -251,6 +251,34 @@ check "failover from 451: the busy server was asked" grep -q MAIL "$T/busy.log"
 expect_eq "failover from 451: delivered in one run" 2 "$(count_mail good2)"
 expect_eq "failover from 451: nothing queued" 0 "$(queued)"
 
+# Some recipients delivered, others deferred: the envelope loses the
+# delivered ones at once, not at the end of the run, so that a process
+# killed in a later session of the run does not send them again.
+fresh
+rm -rf "$T/half.mail" "$T/stall.mail"
+start_server half --rcpt-reply 'r2@example.net=451 4.2.1 try later'
+start_server stall --greeting-delay 4
+prime stall
+write_config -- half stall
+message halfway | rampmail -odq -f sender@example.org r1@example.net \
+  r2@example.net
+id=$(queue_ids)
+rampmail -q 2>/dev/null &
+q_pid=$!
+i=0
+while [ "$(count_mail half)" -eq 0 ] && [ $i -lt 100 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
+expect_eq "partly delivered: the first server took r1" 1 "$(count_mail half)"
+check "partly delivered: while the run goes on, the envelope has only r2" \
+  grep -q '^recipients=r2@example.net;$' "$T/queue/env/$id"
+kill "$q_pid" 2>/dev/null
+kill_rampmail
+wait "$q_pid" 2>/dev/null
+stop_server half
+stop_server stall
+
 # A server that refuses the whole message for good (a 5xx to MAIL, or
 # after DATA: its policy about this sender or content, not the
 # recipient's mailbox) does not make a bounce while another server may
