@@ -1204,6 +1204,7 @@ skip_enclosed (const char *p)
 static const char *
 bare_local_end (const char *start, const char *end)
 {
+  const char *local_start = NULL;
   const char *local_end = NULL;
   gboolean in_local = FALSE;
 
@@ -1226,6 +1227,8 @@ bare_local_end (const char *start, const char *end)
           /* a second word after a gap: a phrase, not an address */
           if (local_end != NULL && !in_local)
             return NULL;
+          if (local_start == NULL)
+            local_start = p;
           p = *p == '"' ? skip_enclosed (p) : p + 1;
           if (p == NULL)
             return NULL;
@@ -1235,6 +1238,10 @@ bare_local_end (const char *start, const char *end)
       else
         return NULL; /* '@', '[', ... */
     }
+  /* An empty quoted string ("") is no address. */
+  if (local_end != NULL && local_end - local_start == 2
+      && *local_start == '"')
+    return NULL;
   return local_end;
 }
 

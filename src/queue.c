@@ -589,11 +589,15 @@ rm_queue_remove (RmQueue *queue, const char *id, GError **error)
          && rm_queue_remove_data (queue, id, error);
 }
 
-/* An unlocked data/ID without env/ID: a commit or a removal killed
- * between its two steps. Nothing refers to it. */
+/* Removes data/ID (at file) if it is an orphan: no env/ID and nobody
+ * holds its lock (a commit or a removal killed between its two steps).
+ * The lock is held while the file is removed, and the file must still be
+ * the one locked, so that a new entry committed under the same id (a
+ * bounce queued again) is never taken. */
 static gboolean
-is_orphan (RmQueue *queue, const char *id)
+remove_orphan (RmQueue *queue, const char *id, const char *file)
 {
+  gboolean removed = FALSE;
   int fd;
 
   if (rm_queue_exists (queue, id))
@@ -601,8 +605,10 @@ is_orphan (RmQueue *queue, const char *id)
   fd = rm_queue_lock (queue, id, NULL);
   if (fd < 0)
     return FALSE;
+  if (!rm_queue_exists (queue, id) && is_at_path (fd, file))
+    removed = g_unlink (file) == 0;
   close (fd);
-  return !rm_queue_exists (queue, id);
+  return removed;
 }
 
 /* Removes a file of tmp/ unless its writer holds its lock (see
@@ -640,7 +646,7 @@ clean_folder (RmQueue *queue, const char *sub, gint64 max_age)
         continue;
       if (strcmp (sub, "data") == 0)
         {
-          if (is_orphan (queue, name) && g_unlink (file) == 0)
+          if (remove_orphan (queue, name, file))
             removed++;
         }
       else if (remove_unlocked (file))

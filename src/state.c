@@ -26,8 +26,9 @@ struct RmState {
   /* Prepared statements, by the address of their SQL text (a literal):
    * preparing is a third of a queue run's work otherwise. */
   GHashTable *stmts;
-  gboolean in_batch; /* in rm_state_batch_begin's transaction */
-  gboolean reaped;   /* dead processes' reservations reaped in it */
+  gboolean in_batch;   /* in rm_state_batch_begin's transaction */
+  gboolean reaped;     /* dead processes' reservations reaped in it */
+  gboolean batch_lost; /* SQLite rolled the batch's transaction back */
 };
 
 static gboolean
@@ -709,6 +710,13 @@ rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
 
   *granted = 0;
   *reservation = 0;
+  if (state->in_batch && state->batch_lost)
+    {
+      g_set_error_literal (error, RM_ERROR, RM_ERROR_TEMPFAIL,
+                           "state database: the round's transaction was "
+                           "rolled back");
+      return FALSE;
+    }
   if (!exec_sql (state,
                  state->in_batch ? "SAVEPOINT reserve" : "BEGIN IMMEDIATE",
                  error))
@@ -744,10 +752,16 @@ rm_state_reserve (RmState *state, const RmQuotaSpec *specs, guint n_specs,
     return TRUE;
 
 fail:
-  sqlite3_exec (state->db,
-                state->in_batch ? "ROLLBACK TO reserve; RELEASE reserve"
-                                : "ROLLBACK",
-                NULL, NULL, NULL);
+  /* After some errors (a full disk, I/O) SQLite has rolled back the whole
+   * transaction already: then the batch is lost, and no later SAVEPOINT
+   * may commit on its own. */
+  if (state->in_batch && sqlite3_get_autocommit (state->db))
+    state->batch_lost = TRUE;
+  else
+    sqlite3_exec (state->db,
+                  state->in_batch ? "ROLLBACK TO reserve; RELEASE reserve"
+                                  : "ROLLBACK",
+                  NULL, NULL, NULL);
   *granted = 0;
   *reservation = 0;
   return FALSE;
@@ -759,6 +773,7 @@ rm_state_batch_begin (RmState *state)
   if (!state->in_batch)
     state->in_batch = exec_sql (state, "BEGIN IMMEDIATE", NULL);
   state->reaped = FALSE;
+  state->batch_lost = FALSE;
 }
 
 gboolean
@@ -767,6 +782,13 @@ rm_state_batch_end (RmState *state, GError **error)
   if (!state->in_batch)
     return TRUE;
   state->in_batch = FALSE;
+  if (state->batch_lost)
+    {
+      g_set_error_literal (error, RM_ERROR, RM_ERROR_TEMPFAIL,
+                           "state database: the round's transaction was "
+                           "rolled back");
+      return FALSE;
+    }
   if (exec_sql (state, "COMMIT", error))
     return TRUE;
   sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
@@ -837,7 +859,10 @@ rm_state_settle (RmState *state, const RmSettle *settles, guint n,
       sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
       return FALSE;
     }
-  return exec_sql (state, "COMMIT", error);
+  if (exec_sql (state, "COMMIT", error))
+    return TRUE;
+  sqlite3_exec (state->db, "ROLLBACK", NULL, NULL, NULL);
+  return FALSE;
 }
 
 gboolean

@@ -1024,6 +1024,8 @@ test_qualify (void)
     { "Ops <ops", NULL },
     { "a <b<c>", NULL },
     { "user@[192.0.2.1]", NULL },
+    { "\"\"", NULL },
+    { "\"\" (nobody)", NULL },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
