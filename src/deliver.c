@@ -788,9 +788,15 @@ judge_server (RmContext *ctx, const RmServerConf *conf, gboolean sent,
   switch (news->verdict)
     {
     case VERDICT_LOGIN:
-      reason = g_strdup_printf ("login refused (%s): check user and the "
-                                "password; Gmail needs an app password",
-                                news->verdict_reply);
+      if (news->verdict_reply != NULL
+          && g_str_has_prefix (news->verdict_reply, "530"))
+        reason = g_strdup_printf ("the server wants a login or TLS first "
+                                  "(%s): check tls, user and the password",
+                                  news->verdict_reply);
+      else
+        reason = g_strdup_printf ("login refused (%s): check user and the "
+                                  "password; Gmail needs an app password",
+                                  news->verdict_reply);
       rm_state_server_hold (ctx->state, conf->name,
                             now + ctx->config->retry_max * 6, reason, &error);
       rm_log_error ("server %s: %s", conf->name, reason);
@@ -927,7 +933,12 @@ deliver_jobs (RmContext *ctx, const RmRunOptions *run, GPtrArray *jobs,
       g_autoptr (GHashTable) groups = g_hash_table_new_full (
           g_direct_hash, g_direct_equal, NULL,
           (GDestroyNotify) g_ptr_array_unref);
+      guint wanting = 0;
 
+      for (guint i = 0; i < jobs->len; i++)
+        wanting += wants_server (jobs->pdata[i]);
+      if (wanting == 0)
+        return;
       rm_state_batch_begin (ctx->state);
       for (guint i = 0; i < jobs->len; i++)
         {
