@@ -1540,6 +1540,10 @@ rm_smtp_send (const RmServer *srv, RmMessage *const *msgs, size_t n_msgs,
     return FALSE;
   if (!no_8bitmime)
     return TRUE;
+  for (size_t i = 0; i < n_msgs; i++)
+    if (msgs[i]->body == RM_BODY_8BITMIME
+        && attempt[i].result == RM_RESULT_TEMPFAIL)
+      msgs[i]->needs_7bit = TRUE;
   plain = g_new0 (RmMessage *, n_msgs);
   plain_attempt = g_new0 (RmAttempt, n_msgs);
   index = g_new0 (size_t, n_msgs);

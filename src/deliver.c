@@ -110,6 +110,7 @@ typedef struct {
   gboolean removing;        /* envelope removed; see finish_removals */
   GHashTable *refused_by;   /* servers that refused the whole message for
                              * good in this run (a 5xx to MAIL or DATA) */
+  gboolean downgrade;       /* a server lacked 8BITMIME: offer a 7-bit copy */
   char *refusal;            /* the last such reply, and its server */
   const RmServerConf *refusal_server;
 } Job;
@@ -566,6 +567,7 @@ typedef struct {
   GArray *settles;  /* RmSettle: recorded once the session is over */
   char *sender;     /* envelope sender for this server */
   int rewritten_fd; /* From rewritten for the account, or -1 */
+  int seven_bit_fd; /* the 7-bit copy (RFC 6152), or -1 */
   gboolean sorted;
   GArray *log; /* LogLine: logged once the queue has recorded
                            * the outcome */
@@ -582,6 +584,16 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
   Job *job = out->part->job;
   const RmServerConf *srv = out->part->conf;
   guint used = 0;
+  /* The server lacks 8BITMIME: the same server gets a 7-bit copy in the
+   * next round (never for a DKIM-signed message, whose body would change
+   * under its signature). */
+  gboolean seven_bit_next = out->msg.needs_7bit && !job->downgrade
+                            && !job->entry->dkim;
+
+  if (out->msg.needs_7bit)
+    out->news->answered = TRUE; /* it answered EHLO: not a failing server */
+  if (seven_bit_next)
+    job->downgrade = TRUE;
 
   for (size_t i = 0; i < out->msg.n_rcpts; i++)
     {
@@ -632,10 +644,14 @@ sort_outcomes (Outgoing *out, const RmAttempt *attempt)
         {
           if (result == RM_RESULT_UNKNOWN)
             job->no_failover = TRUE;
+          else if (seven_bit_next)
+            job->retry_elsewhere = TRUE;
           else
             job->retry_elsewhere = job->failed_now = TRUE;
-          /* Not this server again for this entry in this run. */
-          g_hash_table_add (job->tried, g_strdup (srv->name));
+          /* Not this server again for this entry in this run (but for its
+           * 7-bit copy). */
+          if (!seven_bit_next)
+            g_hash_table_add (job->tried, g_strdup (srv->name));
           g_free (job->entry->last_error);
           job->entry->last_error = g_strdup_printf (
               "%s: %s", srv->name, *reply ? reply : "failed");
@@ -729,19 +745,39 @@ outgoing_fill (Outgoing *out, RmContext *ctx, Part *part)
   out->ctx = ctx;
   out->part = part;
   out->rewritten_fd = -1;
+  out->seven_bit_fd = -1;
   out->rcpts = g_new0 (RmRecipient, n);
   for (guint i = 0; i < n; i++)
     out->rcpts[i].address = part->rcpts->pdata[i];
   out->sender = g_strdup (job->entry->sender);
   out->msg.data_fd = job->fd;
-  if (part->conf->from == RM_FROM_ACCOUNT && *job->entry->sender != '\0')
+  out->msg.body = job->entry->body;
+  out->msg.size = job->size;
+  if (job->downgrade && job->entry->body == RM_BODY_8BITMIME)
+    {
+      g_autoptr (GError) error = NULL;
+      struct stat st;
+
+      out->seven_bit_fd = rm_mime_downgrade (job->fd, &error);
+      out->msg.data_fd = out->seven_bit_fd;
+      if (out->seven_bit_fd < 0)
+        rm_log_warn ("%s: %s", job->entry->id, error->message);
+      else
+        {
+          out->msg.body = RM_BODY_7BIT;
+          if (fstat (out->seven_bit_fd, &st) == 0)
+            out->msg.size = st.st_size;
+        }
+    }
+  if (out->msg.data_fd >= 0 && part->conf->from == RM_FROM_ACCOUNT
+      && *job->entry->sender != '\0')
     {
       g_autoptr (GError) error = NULL;
 
       g_free (out->sender);
       out->sender = g_strdup (part->conf->user);
-      out->rewritten_fd = rm_mime_rewrite_from (job->fd, part->conf->user,
-                                                &error);
+      out->rewritten_fd = rm_mime_rewrite_from (out->msg.data_fd,
+                                                part->conf->user, &error);
       if (out->rewritten_fd >= 0)
         out->msg.data_fd = out->rewritten_fd;
       else
@@ -755,8 +791,6 @@ outgoing_fill (Outgoing *out, RmContext *ctx, Part *part)
   out->msg.sender = out->sender;
   out->msg.rcpts = out->rcpts;
   out->msg.n_rcpts = n;
-  out->msg.body = job->entry->body;
-  out->msg.size = job->size;
   out->msg.done = on_message_done;
   out->msg.started = on_message_started;
   out->msg.done_data = out;
@@ -773,6 +807,8 @@ outgoing_clear (Outgoing *out)
   g_free (out->sender);
   if (out->rewritten_fd >= 0)
     close (out->rewritten_fd);
+  if (out->seven_bit_fd >= 0)
+    close (out->seven_bit_fd);
 }
 
 /* Acts on what a session said about its server. */

@@ -80,9 +80,13 @@ encode_field (const char *name, const char *value)
   return g_strdup_printf ("%s: %s", name, g_strstrip (encoded));
 }
 
+/* Gives a part that does not meet the constraint (user_data: a
+ * GMimeEncodingConstraint) the encoding that does. */
 static void
 limit_part (GMimeObject *parent, GMimeObject *object, gpointer user_data)
 {
+  GMimeEncodingConstraint constraint = (GMimeEncodingConstraint)
+      GPOINTER_TO_INT (user_data);
   GMimePart *part;
   GMimeContentEncoding now, best;
 
@@ -94,8 +98,12 @@ limit_part (GMimeObject *parent, GMimeObject *object, gpointer user_data)
       || now == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
       || now == GMIME_CONTENT_ENCODING_UUENCODE)
     return;
-  best = g_mime_part_get_best_content_encoding (
-      part, GMIME_ENCODING_CONSTRAINT_8BIT);
+  best = g_mime_part_get_best_content_encoding (part, constraint);
+  /* Text stays readable as quoted-printable, however much of it is 8-bit. */
+  if (best == GMIME_CONTENT_ENCODING_BASE64
+      && g_mime_content_type_is_type (g_mime_object_get_content_type (object),
+                                      "text", "*"))
+    best = GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
   if (best == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
       || best == GMIME_CONTENT_ENCODING_BASE64)
     g_mime_part_set_content_encoding (part, best);
@@ -120,8 +128,48 @@ write_message (GMimeMessage *message, int out_fd, GError **error)
   return ok;
 }
 
+/* TRUE if the content of part is UTF-8. */
 static gboolean
-limit_lines (int in_fd, int out_fd, GError **error)
+content_is_utf8 (GMimePart *part)
+{
+  GMimeDataWrapper *content = g_mime_part_get_content (part);
+  GMimeStream *mem;
+  GByteArray *bytes;
+  gboolean utf8;
+
+  if (content == NULL)
+    return TRUE;
+  mem = g_mime_stream_mem_new ();
+  g_mime_data_wrapper_write_to_stream (content, mem);
+  bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+  utf8 = g_utf8_validate ((const char *) bytes->data, (gssize) bytes->len,
+                          NULL);
+  g_object_unref (mem);
+  return utf8;
+}
+
+/* A message without MIME headers gets them before its body is re-encoded
+ * (a transfer encoding means nothing without MIME-Version), with the
+ * charset its text is in: UTF-8, or unknown-8bit (RFC 1428). */
+static void
+declare_mime (GMimeMessage *message)
+{
+  GMimeObject *body = g_mime_message_get_mime_part (message);
+
+  if (g_mime_object_get_header (GMIME_OBJECT (message), "MIME-Version")
+      == NULL)
+    g_mime_object_set_header (GMIME_OBJECT (message), "MIME-Version", "1.0",
+                              NULL);
+  if (body != NULL && GMIME_IS_PART (body)
+      && g_mime_object_get_header (body, "Content-Type") == NULL)
+    g_mime_object_set_content_type_parameter (
+        body, "charset",
+        content_is_utf8 (GMIME_PART (body)) ? "utf-8" : "unknown-8bit");
+}
+
+static gboolean
+recode (int in_fd, int out_fd, GMimeEncodingConstraint constraint,
+        GError **error)
 {
   GMimeStream *in;
   GMimeParser *parser;
@@ -145,10 +193,24 @@ limit_lines (int in_fd, int out_fd, GError **error)
                    "the message cannot be parsed as MIME");
       return FALSE;
     }
-  g_mime_message_foreach (message, limit_part, NULL);
+  if (constraint == GMIME_ENCODING_CONSTRAINT_7BIT)
+    declare_mime (message);
+  g_mime_message_foreach (message, limit_part, GINT_TO_POINTER (constraint));
   ok = write_message (message, out_fd, error);
   g_object_unref (message);
   return ok;
+}
+
+static gboolean
+limit_lines (int in_fd, int out_fd, GError **error)
+{
+  return recode (in_fd, out_fd, GMIME_ENCODING_CONSTRAINT_8BIT, error);
+}
+
+static gboolean
+to_7bit (int in_fd, int out_fd, GError **error)
+{
+  return recode (in_fd, out_fd, GMIME_ENCODING_CONSTRAINT_7BIT, error);
 }
 
 const RmMimeModule rampmail_mime_module = {
@@ -156,4 +218,5 @@ const RmMimeModule rampmail_mime_module = {
   .size = sizeof (RmMimeModule),
   .encode_field = encode_field,
   .limit_lines = limit_lines,
+  .to_7bit = to_7bit,
 };

@@ -21,7 +21,7 @@
 
 #define RM_MIME_MODULE_NAME "mime"
 #define RM_MIME_MODULE_SYMBOL "rampmail_mime_module"
-#define RM_MIME_MODULE_VERSION 1
+#define RM_MIME_MODULE_VERSION 2
 
 typedef struct {
   unsigned version; /* RM_MIME_MODULE_VERSION; stays the first member */
@@ -30,6 +30,9 @@ typedef struct {
   char *(*encode_field) (const char *name, const char *value);
   /* The work of rm_mime_limit_lines(). */
   gboolean (*limit_lines) (int in_fd, int out_fd, GError **error);
+  /* The work of rm_mime_downgrade(): every part that is not 7-bit is
+   * re-encoded (quoted-printable or base64) into out_fd. Since version 2. */
+  gboolean (*to_7bit) (int in_fd, int out_fd, GError **error);
 } RmMimeModule;
 
 /* The table of src/mime-gmime.c, in the module (and in the programs that

@@ -39,7 +39,7 @@ rm_mime_check_module (const RmMimeModule *table, const char *path,
                  "needs %u (a module from another rampmail?)",
                  path, table->version, (unsigned) RM_MIME_MODULE_VERSION);
   else if (table->size != sizeof (RmMimeModule) || table->encode_field == NULL
-           || table->limit_lines == NULL)
+           || table->limit_lines == NULL || table->to_7bit == NULL)
     g_set_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE,
                  "the MIME module %s has an incomplete table", path);
   else
@@ -119,6 +119,32 @@ rm_mime_limit_lines (int in_fd, int out_fd, GError **error)
       return FALSE;
     }
   return m->limit_lines (in_fd, out_fd, error);
+}
+
+int
+rm_mime_downgrade (int fd, GError **error)
+{
+  const RmMimeModule *m = load (error);
+  int out;
+
+  if (m == NULL)
+    {
+      g_prefix_error (error, "the server does not offer 8BITMIME: ");
+      return -1;
+    }
+  out = memfd_create ("rampmail-7bit", MFD_CLOEXEC);
+  if (out < 0)
+    {
+      rm_error_set_errno (error, errno, RM_ERROR_IO, "memfd_create");
+      return -1;
+    }
+  if (!m->to_7bit (fd, out, error) || lseek (out, 0, SEEK_SET) < 0)
+    {
+      g_prefix_error (error, "cannot make a 7-bit copy: ");
+      close (out);
+      return -1;
+    }
+  return out;
 }
 
 /* Reads fd from its start up to the end of the header section (the empty

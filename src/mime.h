@@ -41,6 +41,12 @@ char *rm_mime_encode_field (const char *name, const char *value,
  * the MIME module cannot be loaded. */
 gboolean rm_mime_limit_lines (int in_fd, int out_fd, GError **error);
 
+/* For a server without 8BITMIME (RFC 6152, section 3): returns a new file
+ * (memfd, offset 0) holding the message at fd with every part that is not
+ * 7-bit re-encoded as quoted-printable or base64; the header section is
+ * 7-bit already (intake). -1 with error on failure. */
+int rm_mime_downgrade (int fd, GError **error);
+
 /* For a server that sends as its account (from = account): returns a new
  * file (memfd, offset 0) holding the message at fd with its From field
  * replaced by <account>, and the old From kept as Reply-To when the

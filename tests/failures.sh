@@ -327,27 +327,40 @@ stop_server picky1
 stop_server picky2
 
 # A server without 8BITMIME: libESMTP fails a whole session that holds an
-# 8-bit message, so the 7-bit ones go in a session of their own; the
-# 8-bit one waits for a server that offers 8BITMIME.
+# 8-bit message, so the 7-bit ones go in a session of their own, and the
+# 8-bit one goes to the same server as a 7-bit copy (quoted-printable, RFC
+# 6152) in the next round of the same run. A DKIM-signed 8-bit message is
+# never re-encoded: it waits for a server that offers 8BITMIME.
 fresh
+rm -rf "$T/seven.mail" "$T/eightok.mail"
 start_server seven --no-8bitmime
 write_config -- seven
 printf 'Subject: eight\n\nGr\303\274\303\237e\n' |
   rampmail -odq -f sender@example.org eight@example.net
+printf 'DKIM-Signature: v=1; d=example.org\nSubject: signed\n\nGr\303\274\303\237e\n' |
+  rampmail -odq -f sender@example.org signed@example.net
 for i in 1 2 3; do
   message "seven $i" | rampmail -odq -f sender@example.org "s$i@example.net"
 done
 rampmail -q 2>/dev/null
-expect_eq "no 8BITMIME: the three 7-bit messages are delivered" 3 \
+expect_eq "no 8BITMIME: the 7-bit messages and the 7-bit copy are delivered" 4 \
   "$(count_mail seven)"
-expect_eq "no 8BITMIME: the 8-bit one waits" 1 "$(queued)"
+eight=$(grep -l 'Subject: eight' "$T"/seven.mail/*.eml)
+check "no 8BITMIME: the copy is quoted-printable" \
+  grep -qi '^Content-Transfer-Encoding: quoted-printable' "$eight"
+check "no 8BITMIME: ... with the text intact" grep -q 'Gr=C3=BC=C3=9Fe' "$eight"
+check "no 8BITMIME: ... and only 7-bit octets" \
+  sh -c "! LC_ALL=C grep -q \"\$(printf '[\\200-\\377]')\" '$eight'"
+expect_eq "no 8BITMIME: the DKIM-signed one waits" 1 "$(queued)"
 check "no 8BITMIME: it says why" \
   sh -c "'$RAMPMAIL' -C '$T/rampmail.conf' -bp | grep -q '8BITMIME'"
 start_server eightok
 write_config -- seven eightok
 rampmail -q 2>/dev/null
-expect_eq "no 8BITMIME: a server with 8BITMIME takes the 8-bit one" 1 \
+expect_eq "no 8BITMIME: a server with 8BITMIME takes the signed one" 1 \
   "$(count_mail eightok)"
+check "no 8BITMIME: ... unchanged" \
+  grep -q "$(printf 'Gr\303\274\303\237e')" "$T"/eightok.mail/*.eml
 expect_eq "no 8BITMIME: the queue is empty" 0 "$(queued)"
 stop_server seven
 stop_server eightok

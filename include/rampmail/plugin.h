@@ -19,7 +19,7 @@
 G_BEGIN_DECLS
 
 /* Bumped whenever a structure below changes shape. */
-#define RM_PLUGIN_ABI 1
+#define RM_PLUGIN_ABI 2
 
 typedef enum {
   RM_PLUGIN_TRANSPORT = 1,
@@ -117,6 +117,10 @@ struct RmMessage {
                             * first octet of the message's data is sent:
                             * from then on a crash leaves the outcome
                             * unknown */
+  gboolean needs_7bit; /* set by the transport (ABI 2): the message is
+                        * 8-bit, the server does not offer 8BITMIME and
+                        * nothing of it was sent; rampmail may offer a
+                        * 7-bit copy to the same server */
 };
 
 typedef struct {
