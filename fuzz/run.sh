@@ -63,7 +63,7 @@ LIBS_FUZZ="$(pkg-config --libs glib-2.0 gmime-3.0) -lltdl"
 
 sources_of () {
   case $1 in
-    intake) echo src/intake.c src/mime.c src/mime-gmime.c src/address.c \
+    intake) echo src/intake.c src/mime.c src/mime-gmime.c src/modules.c src/address.c \
       src/errors.c ;;
     address) echo src/address.c src/errors.c ;;
     cmdline) echo src/cmdline.c src/address.c src/errors.c ;;

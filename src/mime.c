@@ -7,11 +7,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <ltdl.h>
-
 #include "errors.h"
 #include "mime.h"
 #include "mime-module.h"
+#include "modules.h"
 
 static char *module_dir;
 static const RmMimeModule *module;
@@ -53,38 +52,15 @@ load (GError **error)
 {
   g_autofree char *path = NULL;
   const RmMimeModule *table;
-  lt_dlhandle handle;
 
   if (module != NULL)
     return module;
-  path = g_build_filename (module_dir ? module_dir : RM_PLUGINDIR,
-                           RM_MIME_MODULE_NAME, NULL);
-  if (lt_dlinit () != 0)
-    {
-      g_set_error (error, RM_ERROR, RM_ERROR_SOFTWARE, "libltdl: %s",
-                   lt_dlerror ());
-      return NULL;
-    }
-  handle = lt_dlopenext (path);
-  if (handle == NULL)
-    {
-      g_set_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE,
-                   "the MIME module cannot be loaded from %s(.la|.so): %s",
-                   path, lt_dlerror ());
-      return NULL;
-    }
-  table = lt_dlsym (handle, RM_MIME_MODULE_SYMBOL);
-  if (table == NULL)
-    g_set_error (error, RM_ERROR, RM_ERROR_UNAVAILABLE,
-                 "the MIME module %s has no %s symbol", path,
-                 RM_MIME_MODULE_SYMBOL);
+  table = rm_modules_open (module_dir ? module_dir : RM_PLUGINDIR,
+                           RM_MIME_MODULE_NAME, RM_MIME_MODULE_SYMBOL,
+                           "the MIME module", RM_ERROR_UNAVAILABLE, &path,
+                           error);
   if (table == NULL || !rm_mime_check_module (table, path, error))
-    {
-      lt_dlclose (handle);
-      return NULL;
-    }
-  /* GMime registers types with GObject: never unload it. */
-  lt_dlmakeresident (handle);
+    return NULL;
   module = table;
   return module;
 }

@@ -64,45 +64,60 @@ check_info (const RmPluginInfo *info, RmPluginKind kind, const char *name,
 }
 
 const void *
-rm_modules_load (const char *dir, RmPluginKind kind, const char *name,
-                 GError **error)
+rm_modules_open (const char *dir, const char *name, const char *symbol,
+                 const char *what, int code, char **path, GError **error)
 {
-  g_autofree char *path = g_build_filename (dir, name, NULL);
-  const void *ops = find_loaded (kind, name);
-  const RmPluginInfo *info;
+  g_autofree char *file = g_build_filename (dir, name, NULL);
   lt_dlhandle handle;
-  Loaded *entry;
+  const void *address;
 
-  if (ops != NULL)
-    return ops;
   if (lt_dlinit () != 0)
     {
       g_set_error (error, RM_ERROR, RM_ERROR_SOFTWARE, "libltdl: %s",
                    lt_dlerror ());
       return NULL;
     }
-  handle = lt_dlopenext (path);
+  handle = lt_dlopenext (file);
   if (handle == NULL)
     {
-      g_set_error (error, RM_ERROR, RM_ERROR_CONFIG,
-                   "%s plugin %s cannot be loaded from %s(.la|.so): %s",
-                   kind_name (kind), name, path, lt_dlerror ());
+      g_set_error (error, RM_ERROR, code,
+                   "%s cannot be loaded from %s(.la|.so): %s", what, file,
+                   lt_dlerror ());
       return NULL;
     }
-  info = lt_dlsym (handle, RM_PLUGIN_SYMBOL);
-  if (info == NULL)
+  address = lt_dlsym (handle, symbol);
+  if (address == NULL)
     {
-      g_set_error (error, RM_ERROR, RM_ERROR_CONFIG,
-                   "plugin %s (%s) has no %s symbol", name, path,
-                   RM_PLUGIN_SYMBOL);
+      g_set_error (error, RM_ERROR, code, "%s (%s) has no %s symbol", what,
+                   file, symbol);
       lt_dlclose (handle);
       return NULL;
     }
-  if (!check_info (info, kind, name, path, error))
-    {
-      lt_dlclose (handle);
-      return NULL;
-    }
+  /* Never unloaded: GMime registers types with GObject, and the plugins'
+   * tables are used until the process exits. */
+  lt_dlmakeresident (handle);
+  if (path != NULL)
+    *path = g_steal_pointer (&file);
+  return address;
+}
+
+const void *
+rm_modules_load (const char *dir, RmPluginKind kind, const char *name,
+                 GError **error)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *what = NULL;
+  const void *ops = find_loaded (kind, name);
+  const RmPluginInfo *info;
+  Loaded *entry;
+
+  if (ops != NULL)
+    return ops;
+  what = g_strdup_printf ("%s plugin %s", kind_name (kind), name);
+  info = rm_modules_open (dir, name, RM_PLUGIN_SYMBOL, what, RM_ERROR_CONFIG,
+                          &path, error);
+  if (info == NULL || !check_info (info, kind, name, path, error))
+    return NULL;
 
   if (loaded == NULL)
     loaded = g_ptr_array_new ();

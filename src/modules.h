@@ -16,4 +16,13 @@
 const void *rm_modules_load (const char *dir, RmPluginKind kind,
                              const char *name, GError **error);
 
+/* The libltdl part of it, for rampmail's own modules too (mime.h): opens
+ * dir/name (NAME.la or NAME.so), keeps it loaded for good and returns the
+ * address of symbol in it. NULL with error (code), naming what ("the MIME
+ * module") and the path, if either is missing. *path (may be NULL) gets
+ * the module's path without suffix. */
+const void *rm_modules_open (const char *dir, const char *name,
+                             const char *symbol, const char *what, int code,
+                             char **path, GError **error);
+
 #endif
